@@ -1,0 +1,195 @@
+//! The validated configuration. Field docs here are the reference; `landfall.example.toml`
+//! mirrors them.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+
+use serde::Deserialize;
+
+use crate::Secret;
+
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub server: ServerConfig,
+    pub auth: AuthConfig,
+    pub routing: RoutingConfig,
+    /// Upstream model services, by the name targets refer to them with.
+    pub providers: BTreeMap<String, ProviderConfig>,
+    /// Model names clients use, each mapped to ordered targets.
+    pub models: BTreeMap<String, ModelConfig>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ServerConfig {
+    /// Address to listen on.
+    pub listen: SocketAddr,
+    /// Largest request body accepted, in bytes; larger bodies get 413.
+    pub max_body_bytes: usize,
+    /// How long in-flight requests may take to finish after a shutdown signal.
+    pub shutdown_grace_ms: u64,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        Self {
+            listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
+            max_body_bytes: 16 * 1024 * 1024,
+            shutdown_grace_ms: 10_000,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct AuthConfig {
+    /// Bearer keys accepted on `/v1/…`. Empty: no authentication (the embedded default, which
+    /// listens on loopback only).
+    pub api_keys: Vec<Secret>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RoutingConfig {
+    /// Upper bound on upstream calls for one request, retries and fallbacks included.
+    pub max_attempts: u32,
+    /// Extra tries of the same target after a transient error, before falling back.
+    pub retries_per_target: u32,
+    /// First backoff before a retry; doubles each retry, with jitter.
+    pub backoff_initial_ms: u64,
+    pub backoff_max_ms: u64,
+    /// A `Retry-After` longer than this is not waited for: the target is skipped instead.
+    pub max_retry_after_ms: u64,
+    /// Consecutive failures after which a target is skipped for `breaker_cooldown_ms`.
+    pub breaker_failure_threshold: u32,
+    pub breaker_cooldown_ms: u64,
+}
+
+impl Default for RoutingConfig {
+    fn default() -> Self {
+        Self {
+            max_attempts: 4,
+            retries_per_target: 1,
+            backoff_initial_ms: 100,
+            backoff_max_ms: 2_000,
+            max_retry_after_ms: 10_000,
+            breaker_failure_threshold: 5,
+            breaker_cooldown_ms: 30_000,
+        }
+    }
+}
+
+/// One upstream service: how to reach it (`http`) and which API it speaks (`kind`).
+#[derive(Debug, Clone)]
+pub struct ProviderConfig {
+    pub http: HttpSettings,
+    pub kind: ProviderKind,
+}
+
+/// The API a provider speaks, chosen by the `type` key. A new adapter adds one variant here.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
+pub enum ProviderKind {
+    /// Any OpenAI-compatible API: OpenAI, DeepSeek, DashScope, Moonshot, vLLM, Ollama, llama.cpp.
+    Openai {},
+    /// Anthropic's Messages API.
+    Anthropic {
+        /// The `anthropic-version` header.
+        #[serde(default = "default_anthropic_version")]
+        anthropic_version: String,
+        /// `max_tokens` sent when the client gives none (Anthropic requires one).
+        #[serde(default = "default_anthropic_max_tokens")]
+        default_max_tokens: u32,
+    },
+}
+
+fn default_anthropic_version() -> String {
+    "2023-06-01".to_owned()
+}
+
+fn default_anthropic_max_tokens() -> u32 {
+    4096
+}
+
+impl ProviderKind {
+    /// The base URL used when the provider sets none.
+    #[must_use]
+    pub fn default_base_url(&self) -> Option<&'static str> {
+        match self {
+            Self::Openai {} => None,
+            Self::Anthropic { .. } => Some("https://api.anthropic.com/v1"),
+        }
+    }
+}
+
+/// Keys common to every HTTP provider.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct HttpSettings {
+    /// API root, up to and including the version segment: `https://api.openai.com/v1`.
+    pub base_url: String,
+    pub api_key: Option<Secret>,
+    /// Extra headers sent with every request (values may be `env::NAME`).
+    pub headers: BTreeMap<String, Secret>,
+    pub connect_timeout_ms: u64,
+    /// Until the response headers (and, for streams, the first event) arrive.
+    pub first_byte_timeout_ms: u64,
+    /// Whole non-streamed request.
+    pub timeout_ms: u64,
+    /// Longest silence between two stream events.
+    pub stream_idle_timeout_ms: u64,
+}
+
+/// Keys of [`HttpSettings`], which the loader splits off a provider table.
+pub(crate) const HTTP_KEYS: &[&str] = &[
+    "base_url",
+    "api_key",
+    "headers",
+    "connect_timeout_ms",
+    "first_byte_timeout_ms",
+    "timeout_ms",
+    "stream_idle_timeout_ms",
+];
+
+impl Default for HttpSettings {
+    fn default() -> Self {
+        Self {
+            base_url: String::new(),
+            api_key: None,
+            headers: BTreeMap::new(),
+            connect_timeout_ms: 5_000,
+            first_byte_timeout_ms: 60_000,
+            timeout_ms: 600_000,
+            stream_idle_timeout_ms: 60_000,
+        }
+    }
+}
+
+/// A model name clients use.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ModelConfig {
+    /// Tried by ascending `priority`; equal priorities share load by `weight`.
+    pub targets: Vec<TargetConfig>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TargetConfig {
+    /// Name of a `[providers.…]` entry.
+    pub provider: String,
+    /// Model name sent upstream; defaults to the alias.
+    #[serde(default)]
+    pub model: Option<String>,
+    #[serde(default)]
+    pub priority: u32,
+    #[serde(default = "default_weight")]
+    pub weight: u32,
+    /// Context window in tokens; lets a context-length error fall back to a larger target.
+    #[serde(default)]
+    pub context_window: Option<u32>,
+}
+
+fn default_weight() -> u32 {
+    1
+}

@@ -1,0 +1,275 @@
+//! Turns the raw table into a [`Config`], collecting every error instead of stopping at the
+//! first: each section and each provider or model entry is deserialized on its own.
+
+use std::collections::BTreeMap;
+
+use serde::de::DeserializeOwned;
+
+use crate::model::HTTP_KEYS;
+use crate::{
+    AuthConfig, Config, ConfigError, ConfigErrors, Environment, HttpSettings, ModelConfig,
+    ProviderConfig, ProviderKind, RoutingConfig, ServerConfig,
+};
+
+const SECTIONS: &[&str] = &["server", "auth", "routing", "providers", "models"];
+
+#[derive(Default)]
+struct Errors(Vec<ConfigError>);
+
+impl Errors {
+    fn push(&mut self, path: impl Into<String>, message: impl Into<String>) {
+        self.0.push(ConfigError {
+            path: path.into(),
+            message: message.into(),
+        });
+    }
+}
+
+pub(crate) fn validate(
+    mut table: toml::Table,
+    environment: &Environment,
+) -> Result<Config, ConfigErrors> {
+    let mut errors = Errors::default();
+    for key in table.keys() {
+        if !SECTIONS.contains(&key.as_str()) {
+            errors.push(
+                key.clone(),
+                format!("unknown section (expected one of {})", SECTIONS.join(", ")),
+            );
+        }
+    }
+    let server: ServerConfig = section(&mut table, "server", &mut errors).unwrap_or_default();
+    let mut auth: AuthConfig = section(&mut table, "auth", &mut errors).unwrap_or_default();
+    let routing: RoutingConfig = section(&mut table, "routing", &mut errors).unwrap_or_default();
+    let mut providers = providers(table.remove("providers"), &mut errors);
+    let models = models(table.remove("models"), &mut errors);
+
+    for (index, key) in auth.api_keys.iter_mut().enumerate() {
+        if let Err(message) = key.resolve(environment) {
+            errors.push(format!("auth.api_keys[{index}]"), message);
+        }
+    }
+    check_server(&server, &mut errors);
+    check_routing(&routing, &mut errors);
+    for (name, provider) in &mut providers {
+        check_provider(name, provider, environment, &mut errors);
+    }
+    for (name, model) in &models {
+        check_model(name, model, &providers, &mut errors);
+    }
+
+    if errors.0.is_empty() {
+        Ok(Config {
+            server,
+            auth,
+            routing,
+            providers,
+            models,
+        })
+    } else {
+        Err(ConfigErrors(errors.0))
+    }
+}
+
+fn section<T: DeserializeOwned>(
+    table: &mut toml::Table,
+    name: &str,
+    errors: &mut Errors,
+) -> Option<T> {
+    let value = table.remove(name)?;
+    deserialize(value, name, errors)
+}
+
+fn deserialize<T: DeserializeOwned>(
+    value: toml::Value,
+    path: &str,
+    errors: &mut Errors,
+) -> Option<T> {
+    match serde_path_to_error::deserialize::<_, T>(value) {
+        Ok(parsed) => Some(parsed),
+        Err(error) => {
+            let inner = error.path().to_string();
+            let full = if inner == "." || inner.is_empty() {
+                path.to_owned()
+            } else {
+                format!("{path}.{inner}")
+            };
+            errors.push(full, error.into_inner().to_string());
+            None
+        }
+    }
+}
+
+fn entries(value: Option<toml::Value>, section: &str, errors: &mut Errors) -> toml::Table {
+    match value {
+        None => toml::Table::new(),
+        Some(toml::Value::Table(table)) => table,
+        Some(other) => {
+            errors.push(
+                section,
+                format!("expected a table, found {}", other.type_str()),
+            );
+            toml::Table::new()
+        }
+    }
+}
+
+fn providers(value: Option<toml::Value>, errors: &mut Errors) -> BTreeMap<String, ProviderConfig> {
+    let mut providers = BTreeMap::new();
+    for (name, value) in entries(value, "providers", errors) {
+        let path = format!("providers.{name}");
+        let toml::Value::Table(mut table) = value else {
+            errors.push(path, "expected a table");
+            continue;
+        };
+        if !table.contains_key("type") {
+            errors.push(
+                format!("{path}.type"),
+                "missing provider type (\"openai\" or \"anthropic\")",
+            );
+            continue;
+        }
+        let http_table: toml::Table = HTTP_KEYS
+            .iter()
+            .filter_map(|key| table.remove(*key).map(|value| ((*key).to_owned(), value)))
+            .collect();
+        let http: Option<HttpSettings> = deserialize(toml::Value::Table(http_table), &path, errors);
+        let kind: Option<ProviderKind> = deserialize(toml::Value::Table(table), &path, errors);
+        if let (Some(http), Some(kind)) = (http, kind) {
+            providers.insert(name, ProviderConfig { http, kind });
+        }
+    }
+    providers
+}
+
+fn models(value: Option<toml::Value>, errors: &mut Errors) -> BTreeMap<String, ModelConfig> {
+    entries(value, "models", errors)
+        .into_iter()
+        .filter_map(|(name, value)| {
+            let model = deserialize(value, &format!("models.{name}"), errors)?;
+            Some((name, model))
+        })
+        .collect()
+}
+
+fn check_server(server: &ServerConfig, errors: &mut Errors) {
+    if server.max_body_bytes == 0 {
+        errors.push("server.max_body_bytes", "must be greater than 0");
+    }
+}
+
+fn check_routing(routing: &RoutingConfig, errors: &mut Errors) {
+    if routing.max_attempts == 0 {
+        errors.push("routing.max_attempts", "must be at least 1");
+    }
+    if routing.backoff_max_ms < routing.backoff_initial_ms {
+        errors.push(
+            "routing.backoff_max_ms",
+            "must not be less than routing.backoff_initial_ms",
+        );
+    }
+    if routing.breaker_failure_threshold == 0 {
+        errors.push("routing.breaker_failure_threshold", "must be at least 1");
+    }
+}
+
+fn check_provider(
+    name: &str,
+    provider: &mut ProviderConfig,
+    environment: &Environment,
+    errors: &mut Errors,
+) {
+    let path = format!("providers.{name}");
+    let http = &mut provider.http;
+    if http.base_url.is_empty() {
+        match provider.kind.default_base_url() {
+            Some(default) => http.base_url = default.to_owned(),
+            None => errors.push(
+                format!("{path}.base_url"),
+                "missing (e.g. \"https://api.openai.com/v1\")",
+            ),
+        }
+    }
+    if !http.base_url.is_empty() {
+        match url::Url::parse(&http.base_url) {
+            Ok(url) if matches!(url.scheme(), "http" | "https") && url.host().is_some() => {}
+            Ok(url) => errors.push(
+                format!("{path}.base_url"),
+                format!(
+                    "`{}` must be an http or https URL with a host (scheme `{}`)",
+                    http.base_url,
+                    url.scheme()
+                ),
+            ),
+            Err(error) => errors.push(
+                format!("{path}.base_url"),
+                format!("`{}` is not a URL: {error}", http.base_url),
+            ),
+        }
+    }
+    if let Some(key) = &mut http.api_key
+        && let Err(message) = key.resolve(environment)
+    {
+        errors.push(format!("{path}.api_key"), message);
+    }
+    for (header, value) in &mut http.headers {
+        if http::HeaderName::from_bytes(header.as_bytes()).is_err() {
+            errors.push(
+                format!("{path}.headers.{header}"),
+                "not a valid HTTP header name",
+            );
+        }
+        if let Err(message) = value.resolve(environment) {
+            errors.push(format!("{path}.headers.{header}"), message);
+        }
+    }
+    for (key, value) in [
+        ("connect_timeout_ms", http.connect_timeout_ms),
+        ("first_byte_timeout_ms", http.first_byte_timeout_ms),
+        ("timeout_ms", http.timeout_ms),
+        ("stream_idle_timeout_ms", http.stream_idle_timeout_ms),
+    ] {
+        if value == 0 {
+            errors.push(format!("{path}.{key}"), "must be greater than 0");
+        }
+    }
+}
+
+fn check_model(
+    name: &str,
+    model: &ModelConfig,
+    providers: &BTreeMap<String, ProviderConfig>,
+    errors: &mut Errors,
+) {
+    let path = format!("models.{name}");
+    if model.targets.is_empty() {
+        errors.push(format!("{path}.targets"), "needs at least one target");
+    }
+    for (index, target) in model.targets.iter().enumerate() {
+        let target_path = format!("{path}.targets[{index}]");
+        if !providers.contains_key(&target.provider) {
+            let known: Vec<&str> = providers.keys().map(String::as_str).collect();
+            errors.push(
+                format!("{target_path}.provider"),
+                format!(
+                    "no provider named `{}` (defined: {})",
+                    target.provider,
+                    if known.is_empty() {
+                        "none".to_owned()
+                    } else {
+                        known.join(", ")
+                    }
+                ),
+            );
+        }
+        if target.weight == 0 {
+            errors.push(format!("{target_path}.weight"), "must be at least 1");
+        }
+        if target.model.as_deref() == Some("") {
+            errors.push(format!("{target_path}.model"), "must not be empty");
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;

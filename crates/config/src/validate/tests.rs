@@ -1,0 +1,148 @@
+use crate::{Environment, ProviderKind, from_toml};
+
+fn environment() -> Environment {
+    Environment::from_pairs([("OPENAI_KEY", "sk-test")])
+}
+
+const VALID: &str = r#"
+[server]
+listen = "127.0.0.1:9999"
+
+[providers.openai]
+type = "openai"
+base_url = "https://api.openai.com/v1"
+api_key = "env::OPENAI_KEY"
+headers = { "OpenAI-Organization" = "org-1" }
+
+[providers.claude]
+type = "anthropic"
+api_key = "literal"
+
+[models.chat]
+targets = [
+  { provider = "openai", model = "gpt-4o-mini", weight = 3 },
+  { provider = "claude", model = "claude-sonnet-4", priority = 1, context_window = 200000 },
+]
+"#;
+
+#[test]
+fn valid_config_resolves_secrets_and_defaults() {
+    let config = from_toml(VALID, &environment()).unwrap();
+    assert_eq!(config.server.listen.port(), 9999);
+    let openai = &config.providers["openai"];
+    assert_eq!(openai.http.api_key.as_ref().unwrap().expose(), "sk-test");
+    let claude = &config.providers["claude"];
+    assert_eq!(claude.http.base_url, "https://api.anthropic.com/v1");
+    assert!(matches!(
+        claude.kind,
+        ProviderKind::Anthropic {
+            default_max_tokens: 4096,
+            ..
+        }
+    ));
+    assert_eq!(config.models["chat"].targets[0].weight, 3);
+    assert_eq!(config.routing.max_attempts, 4);
+}
+
+#[test]
+fn empty_config_is_valid() {
+    let config = from_toml("", &Environment::default()).unwrap();
+    assert_eq!(config.server.listen.to_string(), "127.0.0.1:8080");
+    assert!(config.models.is_empty());
+}
+
+#[test]
+fn every_error_is_listed_with_its_path() {
+    let text = r#"
+[server]
+listen = "nowhere"
+
+[routing]
+max_attemps = 3
+
+[providers.a]
+type = "openai"
+base_url = "ftp://example.com"
+api_key = "env::MISSING_KEY"
+
+[providers.b]
+type = "openai"
+base_url = "not a url"
+timeout_ms = "soon"
+
+[providers.c]
+type = "cohere"
+
+[providers.d]
+base_url = "http://x"
+
+[models.chat]
+targets = [{ provider = "nope" }, { provider = "a", weight = 0 }]
+
+[models.empty]
+targets = []
+
+[extra]
+"#;
+    let errors = from_toml(text, &Environment::default()).unwrap_err();
+    let paths: Vec<&str> = errors.0.iter().map(|error| error.path.as_str()).collect();
+    for expected in [
+        "extra",
+        "server.listen",
+        "routing.max_attemps",
+        "providers.a.base_url",
+        "providers.a.api_key",
+        "providers.b.timeout_ms",
+        "providers.c.type",
+        "providers.d.type",
+        "models.chat.targets[0].provider",
+        "models.chat.targets[1].weight",
+        "models.empty.targets",
+    ] {
+        assert!(
+            paths.iter().any(|path| path.starts_with(expected)),
+            "missing {expected} in {errors}"
+        );
+    }
+    let text = errors.to_string();
+    assert!(text.contains("MISSING_KEY"), "{text}");
+    assert!(text.contains("unknown field `max_attemps`"), "{text}");
+}
+
+#[test]
+fn bad_base_url_is_reported() {
+    let text = "[providers.b]\ntype = \"openai\"\nbase_url = \"not a url\"\n";
+    let errors = from_toml(text, &Environment::default()).unwrap_err();
+    assert_eq!(errors.0[0].path, "providers.b.base_url");
+}
+
+#[test]
+fn unknown_provider_key_is_reported() {
+    let text = "[providers.b]\ntype = \"openai\"\nbase_url = \"http://x/v1\"\nbase_ur = 1\n";
+    let errors = from_toml(text, &Environment::default()).unwrap_err();
+    assert!(errors.to_string().contains("base_ur"), "{errors}");
+}
+
+#[test]
+fn environment_overrides_any_key() {
+    let environment = Environment::from_pairs([
+        ("OPENAI_KEY", "sk-test"),
+        ("LANDFALL__SERVER__LISTEN", "127.0.0.1:7000"),
+        (
+            "LANDFALL__PROVIDERS__OPENAI__BASE_URL",
+            "http://127.0.0.1:1/v1",
+        ),
+    ]);
+    let config = from_toml(VALID, &environment).unwrap();
+    assert_eq!(config.server.listen.port(), 7000);
+    assert_eq!(
+        config.providers["openai"].http.base_url,
+        "http://127.0.0.1:1/v1"
+    );
+}
+
+#[test]
+fn syntax_errors_name_the_line() {
+    let errors = from_toml("[server]\nlisten = ", &Environment::default()).unwrap_err();
+    assert!(errors.to_string().contains("line 2"), "{errors}");
+}
