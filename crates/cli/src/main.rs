@@ -1,1 +1,117 @@
-fn main() {}
+//! The `landfall` binary: parses the command line, sets up logging, and runs a command.
+
+mod serve;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand, ValueEnum};
+
+#[derive(Parser)]
+#[command(
+    name = "landfall",
+    version,
+    about = "Landfall: an OpenAI-compatible LLM application server",
+    long_about = "Landfall puts model providers behind one OpenAI-compatible API with routing, \
+                  retries and fallback.",
+    after_help = "Examples:\n  landfall serve\n  landfall serve --config landfall.toml --listen 0.0.0.0:8080\n  landfall check-config landfall.toml"
+)]
+struct Cli {
+    /// Log format on stderr.
+    #[arg(long, global = true, value_enum, default_value_t = LogFormat::Text, env = "LANDFALL_LOG_FORMAT")]
+    log_format: LogFormat,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum LogFormat {
+    Text,
+    Json,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the server.
+    #[command(
+        after_help = "Examples:\n  landfall serve\n  landfall serve --config landfall.toml\n  \
+                            landfall serve --config landfall.toml --listen 0.0.0.0:8080\n  \
+                            LANDFALL__SERVER__LISTEN=0.0.0.0:9000 landfall serve\n\n\
+                            Without --config the embedded defaults are used: 127.0.0.1:8080, no \
+                            providers. Log level: LANDFALL_LOG=debug (or RUST_LOG)."
+    )]
+    Serve {
+        /// TOML configuration file (see landfall.example.toml).
+        #[arg(long, short, env = "LANDFALL_CONFIG")]
+        config: Option<PathBuf>,
+        /// Address to listen on; overrides `server.listen`.
+        #[arg(long)]
+        listen: Option<std::net::SocketAddr>,
+    },
+    /// Validate a configuration file and list every problem found.
+    #[command(after_help = "Examples:\n  landfall check-config landfall.toml\n  \
+                            OPENAI_API_KEY=sk-... landfall check-config landfall.example.toml\n\n\
+                            Exits 0 when the file is valid, 1 otherwise.")]
+    CheckConfig {
+        /// TOML configuration file.
+        file: PathBuf,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_logging(cli.log_format);
+    match cli.command {
+        Command::Serve { config, listen } => report(serve::run(config.as_deref(), listen)),
+        Command::CheckConfig { file } => check_config(&file),
+    }
+}
+
+#[expect(clippy::print_stderr, reason = "the CLI reports failures to its user")]
+fn report(result: anyhow::Result<()>) -> ExitCode {
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("error: {error:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+#[expect(
+    clippy::print_stdout,
+    clippy::print_stderr,
+    reason = "the CLI reports to its user"
+)]
+fn check_config(file: &std::path::Path) -> ExitCode {
+    match landfall_config::load(Some(file), &landfall_config::Environment::from_process()) {
+        Ok(config) => {
+            println!(
+                "{}: valid ({} provider(s), {} model(s))",
+                file.display(),
+                config.providers.len(),
+                config.models.len()
+            );
+            ExitCode::SUCCESS
+        }
+        Err(errors) => {
+            eprint!("{}: {errors}", file.display());
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn init_logging(format: LogFormat) {
+    let filter = std::env::var("LANDFALL_LOG")
+        .or_else(|_| std::env::var("RUST_LOG"))
+        .unwrap_or_else(|_| "info".to_owned());
+    let filter = tracing_subscriber::EnvFilter::try_new(&filter)
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    match format {
+        LogFormat::Text => builder.init(),
+        LogFormat::Json => builder.json().init(),
+    }
+}

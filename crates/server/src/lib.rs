@@ -1,1 +1,91 @@
-//! landfall-server
+//! The HTTP face of Landfall: OpenAI-compatible routes over the gateway, health probes, and
+//! the one place where errors become HTTP statuses and OpenAI-shaped error bodies.
+//!
+//! Handlers parse, validate and translate; routing, retries and provider calls live in
+//! `landfall-gateway`. Nothing here knows a provider's wire format.
+
+mod auth;
+mod error;
+mod extract;
+mod routes;
+mod sse;
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use axum::Router;
+use axum::routing::{get, post};
+use landfall_config::Config;
+use landfall_gateway::Gateway;
+
+pub use error::ApiError;
+
+/// Response header naming the `provider/model` that served a request.
+pub const TARGET_HEADER: &str = "x-landfall-target";
+/// Response header counting the upstream calls a request took.
+pub const ATTEMPTS_HEADER: &str = "x-landfall-attempts";
+
+/// What every handler shares.
+#[derive(Clone)]
+pub struct AppState {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    gateway: Gateway,
+    api_keys: Vec<String>,
+    max_body_bytes: usize,
+    ready: AtomicBool,
+}
+
+impl AppState {
+    /// Builds the gateway and the server's settings from a validated configuration.
+    ///
+    /// # Errors
+    /// When a provider cannot be built.
+    pub fn new(config: &Config) -> Result<Self, landfall_gateway::StartError> {
+        Ok(Self {
+            inner: Arc::new(Inner {
+                gateway: Gateway::new(config)?,
+                api_keys: config
+                    .auth
+                    .api_keys
+                    .iter()
+                    .map(|key| key.expose().to_owned())
+                    .collect(),
+                max_body_bytes: config.server.max_body_bytes,
+                ready: AtomicBool::new(true),
+            }),
+        })
+    }
+
+    /// Marks the server as not ready (during shutdown), so load balancers stop sending.
+    pub fn set_ready(&self, ready: bool) {
+        self.inner.ready.store(ready, Ordering::Relaxed);
+    }
+
+    #[must_use]
+    pub fn gateway(&self) -> &Gateway {
+        &self.inner.gateway
+    }
+}
+
+/// All routes.
+pub fn router(state: AppState) -> Router {
+    let api = Router::new()
+        .route("/chat/completions", post(routes::chat::completions))
+        .route("/embeddings", post(routes::embeddings::create))
+        .route("/models", get(routes::models::list))
+        .route("/models/{*id}", get(routes::models::retrieve))
+        .route_layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            auth::require_key,
+        ));
+    Router::new()
+        .nest("/v1", api)
+        .route("/healthz", get(routes::health::healthz))
+        .route("/readyz", get(routes::health::readyz))
+        .fallback(routes::health::not_found)
+        .method_not_allowed_fallback(routes::health::method_not_allowed)
+        .with_state(state)
+}

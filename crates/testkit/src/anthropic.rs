@@ -7,7 +7,7 @@ use serde_json::{Value, json};
 
 use crate::{
     body::{EventBuffer, MockBody, StreamEnd},
-    openai::{content_text, messages, word_count},
+    openai::{self, content_text, word_count},
     server::{Shared, json_response, sse_response},
 };
 
@@ -24,7 +24,7 @@ pub(crate) fn messages(
     request: &Value,
     text_override: Option<&str>,
 ) -> Response<MockBody> {
-    let messages = messages(request);
+    let messages = openai::messages(request);
     let prompt_tokens = word_count(&content_text(request.get("system")))
         + messages
             .iter()
@@ -63,11 +63,7 @@ pub(crate) fn messages(
         });
         events.push_named("message_delta", &delta);
         events.push_named("message_stop", &json!({"type": "message_stop"}));
-        return sse_response(shared.event_stream(
-            events,
-            shared.stream_delay_ms,
-            StreamEnd::Clean,
-        ));
+        return sse_response(shared.event_stream(events, shared.stream_delay_ms, StreamEnd::Clean));
     }
     let block = match answer {
         Answer::Text(text) => json!({"type": "text", "text": text}),
@@ -152,7 +148,8 @@ fn push_block(events: &mut EventBuffer, answer: &Answer<'_>) {
         &json!({"type": "content_block_start", "index": 0, "content_block": start_block}),
     );
     events.push_named("ping", &json!({"type": "ping"}));
-    let delta_event = |delta: Value| json!({"type": "content_block_delta", "index": 0, "delta": delta});
+    let delta_event =
+        |delta: Value| json!({"type": "content_block_delta", "index": 0, "delta": delta});
     match answer {
         Answer::Text(text) => {
             let words: Vec<&str> = text.split_whitespace().collect();

@@ -8,7 +8,9 @@ pub(crate) fn encode(bytes: &[u8]) -> String {
         let triple = group
             .iter()
             .enumerate()
-            .fold(0u32, |acc, (position, &byte)| acc | u32::from(byte) << (16 - 8 * position));
+            .fold(0u32, |acc, (position, &byte)| {
+                acc | u32::from(byte) << (16 - 8 * position)
+            });
         for position in 0..4 {
             if position <= group.len() {
                 let index = (triple >> (18 - 6 * position)) & 0x3f;

@@ -77,6 +77,8 @@ pub(crate) struct EventStream {
     delay: Duration,
     sleep: Option<Pin<Box<Sleep>>>,
     end: StreamEnd,
+    /// Whether a cut stream already gave the server a chance to flush its events.
+    cut_flushed: bool,
     done: bool,
     cancelled: Arc<AtomicUsize>,
 }
@@ -95,6 +97,7 @@ impl EventStream {
             delay: Duration::from_millis(delay_ms),
             sleep: None,
             end,
+            cut_flushed: false,
             done: false,
             cancelled,
         }
@@ -105,6 +108,13 @@ impl EventStream {
             return Poll::Ready(None);
         }
         let Some(&event_end) = self.event_ends.get(self.next_event) else {
+            if self.end == StreamEnd::Cut && !self.cut_flushed {
+                // Pending once so the server flushes the events before the error aborts the
+                // connection; failing straight away would drop them unsent.
+                self.cut_flushed = true;
+                cx.waker().wake_by_ref();
+                return Poll::Pending;
+            }
             self.done = true;
             return Poll::Ready(match self.end {
                 StreamEnd::Clean => None,

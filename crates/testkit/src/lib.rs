@@ -48,7 +48,10 @@ impl MockUpstream {
     ///
     /// # Panics
     /// If no port can be bound on 127.0.0.1, since no test can go on without its upstream.
-    #[expect(clippy::expect_used, reason = "test support: a test cannot run without its upstream")]
+    #[expect(
+        clippy::expect_used,
+        reason = "test support: a test cannot run without its upstream"
+    )]
     pub async fn start(script: Script) -> MockUpstream {
         Self::try_start(script)
             .await

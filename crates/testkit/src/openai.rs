@@ -31,7 +31,11 @@ struct ChatPlan<'a> {
 
 impl ChatPlan<'_> {
     fn finish_reason(&self) -> &'static str {
-        if self.tool_call.is_some() { "tool_calls" } else { "stop" }
+        if self.tool_call.is_some() {
+            "tool_calls"
+        } else {
+            "stop"
+        }
     }
 }
 
@@ -42,7 +46,9 @@ fn plan_chat<'a>(request: &'a Value, text_override: Option<&'a str>) -> ChatPlan
         .map(|message| word_count(&content_text(message.get("content"))) + 3)
         .sum();
     let last = messages.last();
-    let last_role = last.and_then(|message| message.get("role")).and_then(Value::as_str);
+    let last_role = last
+        .and_then(|message| message.get("role"))
+        .and_then(Value::as_str);
     let last_user = || {
         messages
             .iter()
@@ -57,7 +63,9 @@ fn plan_chat<'a>(request: &'a Value, text_override: Option<&'a str>) -> ChatPlan
         .and_then(|tools| tools.first())
         .and_then(|tool| tool.pointer("/function/name"))
         .and_then(Value::as_str);
-    let response_format = request.pointer("/response_format/type").and_then(Value::as_str);
+    let response_format = request
+        .pointer("/response_format/type")
+        .and_then(Value::as_str);
 
     let (text, tool_call) = match (text_override, last_role, first_tool) {
         (Some(text), _, _) => (Some(Cow::Borrowed(text)), None),
@@ -69,9 +77,10 @@ fn plan_chat<'a>(request: &'a Value, text_override: Option<&'a str>) -> ChatPlan
             let arguments = json!({ "query": last_user() }).to_string();
             (None, Some((name, arguments)))
         }
-        (None, _, _) if matches!(response_format, Some("json_schema" | "json_object")) => {
-            (Some(Cow::Owned(json!({ "echo": last_user() }).to_string())), None)
-        }
+        (None, _, _) if matches!(response_format, Some("json_schema" | "json_object")) => (
+            Some(Cow::Owned(json!({ "echo": last_user() }).to_string())),
+            None,
+        ),
         (None, _, _) => (Some(Cow::Owned(format!("echo: {}", last_user()))), None),
     };
     let choices = request
@@ -86,7 +95,10 @@ fn plan_chat<'a>(request: &'a Value, text_override: Option<&'a str>) -> ChatPlan
     };
     let completion_tokens = completion_words * choices;
     ChatPlan {
-        model: request.get("model").and_then(Value::as_str).unwrap_or("mock-model"),
+        model: request
+            .get("model")
+            .and_then(Value::as_str)
+            .unwrap_or("mock-model"),
         text,
         tool_call,
         choices,
@@ -108,8 +120,10 @@ pub(crate) fn chat(
     let id = format!("chatcmpl-mock-{}", shared.next_id());
     let created = unix_secs();
     if request.get("stream").and_then(Value::as_bool) == Some(true) {
-        let include_usage =
-            request.pointer("/stream_options/include_usage").and_then(Value::as_bool) == Some(true);
+        let include_usage = request
+            .pointer("/stream_options/include_usage")
+            .and_then(Value::as_bool)
+            == Some(true);
         let header = ChunkHeader {
             id: &id,
             created,
@@ -182,7 +196,11 @@ impl ChunkHeader<'_> {
 
 /// The whole `chat.completion.chunk` sequence, one SSE event per chunk, ending in `[DONE]`.
 fn chat_chunks(plan: &ChatPlan<'_>, header: &ChunkHeader<'_>) -> EventBuffer {
-    let words: Vec<&str> = plan.text.as_deref().map(|text| text.split_whitespace().collect()).unwrap_or_default();
+    let words: Vec<&str> = plan
+        .text
+        .as_deref()
+        .map(|text| text.split_whitespace().collect())
+        .unwrap_or_default();
     let fragments = plan
         .tool_call
         .as_ref()
@@ -191,15 +209,16 @@ fn chat_chunks(plan: &ChatPlan<'_>, header: &ChunkHeader<'_>) -> EventBuffer {
     let per_choice = 2 + words.len() + fragments.len();
     let events = plan.choices * per_choice + 2;
     let mut buffer = EventBuffer::with_capacity(events * (200 + header.model.len()), events);
-    let push = |buffer: &mut EventBuffer, index: usize, delta: Delta<'_>, finish: Option<&'static str>| {
-        let choice = [ChunkChoice {
-            index,
-            delta,
-            logprobs: (),
-            finish_reason: finish,
-        }];
-        buffer.push_json(&header.chunk(&choice));
-    };
+    let push =
+        |buffer: &mut EventBuffer, index: usize, delta: Delta<'_>, finish: Option<&'static str>| {
+            let choice = [ChunkChoice {
+                index,
+                delta,
+                logprobs: (),
+                finish_reason: finish,
+            }];
+            buffer.push_json(&header.chunk(&choice));
+        };
     let mut word = String::new();
     for index in 0..plan.choices {
         match &plan.tool_call {
@@ -255,7 +274,12 @@ fn chat_chunks(plan: &ChatPlan<'_>, header: &ChunkHeader<'_>) -> EventBuffer {
                 }
             }
         }
-        push(&mut buffer, index, Delta::default(), Some(plan.finish_reason()));
+        push(
+            &mut buffer,
+            index,
+            Delta::default(),
+            Some(plan.finish_reason()),
+        );
     }
     if header.include_usage {
         let mut chunk = header.chunk(&[]);
@@ -390,7 +414,10 @@ pub(crate) fn embeddings(request: &Value) -> Response<MockBody> {
         .map(|(index, (text, _))| {
             let vector = embedding_vector(text, dimensions);
             let embedding = if base64 {
-                let bytes: Vec<u8> = vector.iter().flat_map(|value| value.to_le_bytes()).collect();
+                let bytes: Vec<u8> = vector
+                    .iter()
+                    .flat_map(|value| value.to_le_bytes())
+                    .collect();
                 Value::from(crate::base64::encode(&bytes))
             } else {
                 Value::from(vector)
@@ -398,7 +425,10 @@ pub(crate) fn embeddings(request: &Value) -> Response<MockBody> {
             json!({"object": "embedding", "index": index, "embedding": embedding})
         })
         .collect();
-    let model = request.get("model").and_then(Value::as_str).unwrap_or("mock-embedding");
+    let model = request
+        .get("model")
+        .and_then(Value::as_str)
+        .unwrap_or("mock-embedding");
     json_response(
         StatusCode::OK,
         &json!({
@@ -413,8 +443,10 @@ pub(crate) fn embeddings(request: &Value) -> Response<MockBody> {
 /// Each input's text (token ids are spelled out) and token count; `None` if malformed.
 fn embedding_inputs(input: &Value) -> Option<Vec<(Cow<'_, str>, usize)>> {
     let tokens = |items: &Vec<Value>| -> Option<(Cow<'_, str>, usize)> {
-        let ids: Option<Vec<String>> =
-            items.iter().map(|item| item.as_u64().map(|id| id.to_string())).collect();
+        let ids: Option<Vec<String>> = items
+            .iter()
+            .map(|item| item.as_u64().map(|id| id.to_string()))
+            .collect();
         Some((Cow::Owned(ids?.join(" ")), items.len()))
     };
     match input {

@@ -110,7 +110,12 @@ impl Shared {
     }
 
     /// An SSE body that counts itself in `cancelled_streams` if dropped early.
-    pub(crate) fn event_stream(&self, events: EventBuffer, delay_ms: u64, end: StreamEnd) -> MockBody {
+    pub(crate) fn event_stream(
+        &self,
+        events: EventBuffer,
+        delay_ms: u64,
+        end: StreamEnd,
+    ) -> MockBody {
         MockBody::Events(Box::new(EventStream::new(
             events,
             delay_ms,
@@ -164,7 +169,11 @@ async fn handle(shared: &Shared, request: Request<Incoming>) -> Response<MockBod
         shared.hits[index].fetch_add(1, Ordering::Relaxed);
     }
     // A body that fails mid-read is treated like an empty one: the reply then says it is not JSON.
-    let bytes = body.collect().await.map(|body| body.to_bytes()).unwrap_or_default();
+    let bytes = body
+        .collect()
+        .await
+        .map(|body| body.to_bytes())
+        .unwrap_or_default();
     let json = parse_json(&bytes);
     if shared.record {
         let recorded = RecordedRequest {
@@ -191,10 +200,17 @@ async fn handle(shared: &Shared, request: Request<Incoming>) -> Response<MockBod
                 continue;
             }
             Reply::Hang => std::future::pending().await,
-            Reply::Default => default_reply(shared, route, &parts.method, path, json.as_ref(), None),
-            Reply::Text(text) => {
-                default_reply(shared, route, &parts.method, path, json.as_ref(), Some(&text))
+            Reply::Default => {
+                default_reply(shared, route, &parts.method, path, json.as_ref(), None)
             }
+            Reply::Text(text) => default_reply(
+                shared,
+                route,
+                &parts.method,
+                path,
+                json.as_ref(),
+                Some(&text),
+            ),
             Reply::Json {
                 status,
                 body,
@@ -238,7 +254,11 @@ async fn handle(shared: &Shared, request: Request<Incoming>) -> Response<MockBod
                 if done {
                     buffer.push_data("[DONE]");
                 }
-                let end = if cut { StreamEnd::Cut } else { StreamEnd::Clean };
+                let end = if cut {
+                    StreamEnd::Cut
+                } else {
+                    StreamEnd::Clean
+                };
                 sse_response(shared.event_stream(buffer, delay_ms, end))
             }
         };
@@ -296,12 +316,17 @@ pub(crate) fn response(
 ) -> Response<MockBody> {
     let mut response = Response::new(body);
     *response.status_mut() = status;
-    response.headers_mut().insert(header::CONTENT_TYPE, content_type);
+    response
+        .headers_mut()
+        .insert(header::CONTENT_TYPE, content_type);
     response
 }
 
 /// A JSON response from a value; use [`json_bytes_response`] when the bytes are at hand.
-pub(crate) fn json_response(status: StatusCode, body: &impl serde::Serialize) -> Response<MockBody> {
+pub(crate) fn json_response(
+    status: StatusCode,
+    body: &impl serde::Serialize,
+) -> Response<MockBody> {
     json_bytes_response(status, serde_json::to_vec(body).unwrap_or_default())
 }
 

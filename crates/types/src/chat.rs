@@ -260,7 +260,11 @@ impl ChatChunk {
         self.usage.is_some()
             || self.choices.iter().any(|choice| {
                 choice.finish_reason.is_some()
-                    || choice.delta.content.as_deref().is_some_and(|text| !text.is_empty())
+                    || choice
+                        .delta
+                        .content
+                        .as_deref()
+                        .is_some_and(|text| !text.is_empty())
                     || choice.delta.tool_calls.is_some()
                     || choice.delta.extra.values().any(|value| !value.is_null())
             })
@@ -383,8 +387,9 @@ mod tests {
     fn wrong_types_are_rejected() {
         let error = serde_json::from_value::<ChatRequest>(json!({"model": 1, "messages": []}));
         assert!(error.is_err());
-        let error =
-            serde_json::from_value::<ChatRequest>(json!({"model": "m", "messages": [{"role": "x"}]}));
+        let error = serde_json::from_value::<ChatRequest>(
+            json!({"model": "m", "messages": [{"role": "x"}]}),
+        );
         assert!(error.is_err());
     }
 }

@@ -1,0 +1,100 @@
+//! `landfall serve`.
+
+use std::net::SocketAddr;
+use std::path::Path;
+use std::time::Duration;
+
+use anyhow::Context;
+use landfall_config::Environment;
+use landfall_server::AppState;
+
+pub(crate) fn run(config_path: Option<&Path>, listen: Option<SocketAddr>) -> anyhow::Result<()> {
+    let mut config =
+        landfall_config::load(config_path, &Environment::from_process()).map_err(|errors| {
+            anyhow::anyhow!(
+                "{}{errors}",
+                config_path
+                    .map(|path| format!("{}: ", path.display()))
+                    .unwrap_or_default()
+            )
+        })?;
+    if let Some(listen) = listen {
+        config.server.listen = listen;
+    }
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")?;
+    runtime.block_on(serve(config))
+}
+
+async fn serve(config: landfall_config::Config) -> anyhow::Result<()> {
+    let state = AppState::new(&config).context("cannot build the providers")?;
+    let listener = tokio::net::TcpListener::bind(config.server.listen)
+        .await
+        .with_context(|| format!("cannot listen on {}", config.server.listen))?;
+    let address = listener
+        .local_addr()
+        .context("cannot read the bound address")?;
+    let models = state.gateway().model_names().join(", ");
+    if models.is_empty() {
+        tracing::warn!(
+            "no models configured: add [providers] and [models] (see landfall.example.toml)"
+        );
+    }
+    tracing::info!(version = env!("CARGO_PKG_VERSION"), models = %models, "landfall listening on http://{address}");
+
+    let grace = Duration::from_millis(config.server.shutdown_grace_ms);
+    let (stopping_tx, stopping_rx) = tokio::sync::oneshot::channel::<()>();
+    let router = landfall_server::router(state.clone());
+    let server = axum::serve(listener, router).with_graceful_shutdown(async move {
+        shutdown_signal().await;
+        state.set_ready(false);
+        tracing::info!(
+            grace_ms = grace.as_millis(),
+            "shutting down: finishing in-flight requests"
+        );
+        let _ = stopping_tx.send(());
+    });
+    let server = tokio::spawn(async move { server.await });
+    let mut server = server;
+    tokio::select! {
+        result = &mut server => return result.context("server task failed")?.context("server failed"),
+        _ = stopping_rx => {}
+    }
+    match tokio::time::timeout(grace, server).await {
+        Ok(result) => result
+            .context("server task failed")?
+            .context("server failed"),
+        Err(_) => {
+            tracing::warn!("in-flight requests did not finish within the grace period; exiting");
+            Ok(())
+        }
+    }
+}
+
+async fn shutdown_signal() {
+    let interrupt = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let terminate = async {
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(mut signal) => {
+                    signal.recv().await;
+                }
+                Err(error) => {
+                    tracing::warn!(%error, "cannot listen for SIGTERM");
+                    std::future::pending::<()>().await;
+                }
+            }
+        };
+        tokio::select! {
+            _ = interrupt => {}
+            () = terminate => {}
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = interrupt.await;
+    }
+}

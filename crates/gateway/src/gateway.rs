@@ -1,0 +1,353 @@
+//! The [`Gateway`]: model names, their targets, and the attempt loop.
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use landfall_config::{Config, RoutingConfig};
+use landfall_providers::{ChatStream, Provider, ProviderError};
+use landfall_types::{ChatRequest, ChatResponse, EmbeddingRequest, EmbeddingResponse, ErrorClass};
+use rand::Rng;
+use tokio::time::Instant;
+
+use crate::breaker::Breaker;
+use crate::error::{GatewayError, StartError};
+use crate::order::try_order;
+use crate::stream;
+
+/// A result and where it came from.
+#[derive(Debug)]
+pub struct Served<T> {
+    pub value: T,
+    /// `provider/upstream-model` of the target that served it.
+    pub target: String,
+    /// Upstream calls made, retries and fallbacks included.
+    pub attempts: u32,
+}
+
+/// One provider + upstream model a model name may be served by.
+struct Target {
+    /// `provider/upstream-model`, for headers and logs.
+    label: String,
+    upstream_model: String,
+    priority: u32,
+    weight: u32,
+    context_window: Option<u32>,
+    provider: Provider,
+    breaker: Breaker,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Operation {
+    Chat,
+    Embeddings,
+}
+
+impl Operation {
+    fn name(self) -> &'static str {
+        match self {
+            Self::Chat => "chat completions",
+            Self::Embeddings => "embeddings",
+        }
+    }
+
+    fn supported_by(self, target: &Target) -> bool {
+        match self {
+            Self::Chat => true,
+            Self::Embeddings => target.provider.embeddings.is_some(),
+        }
+    }
+}
+
+/// Routes requests for configured model names to their targets.
+pub struct Gateway {
+    models: HashMap<String, Vec<Arc<Target>>>,
+    model_names: Vec<String>,
+    routing: RoutingConfig,
+}
+
+impl std::fmt::Debug for Gateway {
+    fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        formatter
+            .debug_struct("Gateway")
+            .field("models", &self.model_names)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Gateway {
+    /// Builds every provider and model of a validated configuration.
+    ///
+    /// # Errors
+    /// When a provider's client cannot be built.
+    pub fn new(config: &Config) -> Result<Self, StartError> {
+        let mut providers = HashMap::new();
+        for (name, provider_config) in &config.providers {
+            let provider = landfall_providers::build(provider_config).map_err(|error| {
+                StartError::Provider {
+                    provider: name.clone(),
+                    error,
+                }
+            })?;
+            providers.insert(name.as_str(), provider);
+        }
+        let origin = Instant::now();
+        let mut models = HashMap::new();
+        for (name, model) in &config.models {
+            let targets = model
+                .targets
+                .iter()
+                .filter_map(|target| {
+                    // Validation guarantees the provider exists.
+                    let provider = providers.get(target.provider.as_str())?.clone();
+                    let upstream_model = target.model.clone().unwrap_or_else(|| name.clone());
+                    Some(Arc::new(Target {
+                        label: format!("{}/{upstream_model}", target.provider),
+                        upstream_model,
+                        priority: target.priority,
+                        weight: target.weight,
+                        context_window: target.context_window,
+                        provider,
+                        breaker: Breaker::new(origin),
+                    }))
+                })
+                .collect();
+            models.insert(name.clone(), targets);
+        }
+        Ok(Self {
+            model_names: config.models.keys().cloned().collect(),
+            models,
+            routing: config.routing.clone(),
+        })
+    }
+
+    /// Configured model names, sorted.
+    #[must_use]
+    pub fn model_names(&self) -> &[String] {
+        &self.model_names
+    }
+
+    #[must_use]
+    pub fn has_model(&self, model: &str) -> bool {
+        self.models.contains_key(model)
+    }
+
+    /// A whole chat completion.
+    ///
+    /// # Errors
+    /// The last failure once no target could serve the request.
+    pub async fn chat(&self, request: &ChatRequest) -> Result<Served<ChatResponse>, GatewayError> {
+        self.run(&request.model, Operation::Chat, |target| async move {
+            target
+                .provider
+                .chat
+                .chat(request, &target.upstream_model)
+                .await
+        })
+        .await
+    }
+
+    /// A streamed chat completion. Targets are tried until one produces its first output; a
+    /// failure after that ends the returned stream with the error.
+    ///
+    /// # Errors
+    /// The last failure once no target could start the stream.
+    pub async fn chat_stream(
+        &self,
+        request: &ChatRequest,
+    ) -> Result<Served<ChatStream>, GatewayError> {
+        let served = self
+            .run(&request.model, Operation::Chat, |target| async move {
+                let upstream = target
+                    .provider
+                    .chat
+                    .chat_stream(request, &target.upstream_model)
+                    .await?;
+                stream::until_first_output(upstream).await
+            })
+            .await?;
+        let value = stream::account(served.value, request.model.clone(), served.target.clone());
+        Ok(Served { value, ..served })
+    }
+
+    /// Embeddings.
+    ///
+    /// # Errors
+    /// The last failure once no target could serve the request.
+    pub async fn embed(
+        &self,
+        request: &EmbeddingRequest,
+    ) -> Result<Served<EmbeddingResponse>, GatewayError> {
+        self.run(&request.model, Operation::Embeddings, |target| async move {
+            let Some(embeddings) = &target.provider.embeddings else {
+                return Err(ProviderError::Unsupported {
+                    operation: "embeddings",
+                });
+            };
+            embeddings.embed(request, &target.upstream_model).await
+        })
+        .await
+    }
+
+    /// Tries targets in order until one succeeds, as the class of each failure allows.
+    async fn run<'a, T, F, Fut>(
+        &self,
+        model: &str,
+        operation: Operation,
+        call: F,
+    ) -> Result<Served<T>, GatewayError>
+    where
+        F: Fn(Arc<Target>) -> Fut,
+        Fut: Future<Output = Result<T, ProviderError>> + 'a,
+    {
+        let targets = self
+            .models
+            .get(model)
+            .ok_or_else(|| GatewayError::UnknownModel {
+                model: model.to_owned(),
+            })?;
+        let capable: Vec<&Arc<Target>> = targets
+            .iter()
+            .filter(|target| operation.supported_by(target))
+            .collect();
+        if capable.is_empty() {
+            return Err(GatewayError::NoCapableTarget {
+                model: model.to_owned(),
+                operation: operation.name(),
+            });
+        }
+        let keys: Vec<(u32, u32)> = capable
+            .iter()
+            .map(|target| (target.priority, target.weight))
+            .collect();
+        let order = try_order(&keys, &mut rand::rng());
+
+        let mut attempts = 0;
+        let mut last_failure: Option<(ProviderError, String)> = None;
+        let mut soonest_reopening: Option<Duration> = None;
+        // After a context-length error only targets with a larger window are worth trying.
+        let mut window_to_exceed: Option<Option<u32>> = None;
+        let last_position = order.len() - 1;
+
+        for (position, &index) in order.iter().enumerate() {
+            let target = capable[index];
+            if let Some(window) = window_to_exceed
+                && !has_larger_window(target.context_window, window)
+            {
+                continue;
+            }
+            if let Some(wait) = target.breaker.open_for(Instant::now()) {
+                soonest_reopening =
+                    Some(soonest_reopening.map_or(wait, |soonest| soonest.min(wait)));
+                continue;
+            }
+            let mut retries = 0;
+            loop {
+                if attempts >= self.routing.max_attempts {
+                    return Err(exhausted(model, attempts, last_failure, soonest_reopening));
+                }
+                attempts += 1;
+                let error = match call(Arc::clone(target)).await {
+                    Ok(value) => {
+                        target.breaker.record_success();
+                        return Ok(Served {
+                            value,
+                            target: target.label.clone(),
+                            attempts,
+                        });
+                    }
+                    Err(error) => error,
+                };
+                let class = error.class();
+                tracing::warn!(model, target = %target.label, attempt = attempts, ?class, %error, "upstream attempt failed");
+                if class.counts_against_target() {
+                    let retry_after = (class == ErrorClass::RateLimited)
+                        .then(|| error.retry_after())
+                        .flatten();
+                    target.breaker.record_failure(
+                        Instant::now(),
+                        self.routing.breaker_failure_threshold,
+                        Duration::from_millis(self.routing.breaker_cooldown_ms),
+                        retry_after,
+                    );
+                }
+                let wait = match class {
+                    ErrorClass::InvalidRequest => {
+                        return Err(GatewayError::Upstream {
+                            model: model.to_owned(),
+                            target: target.label.clone(),
+                            attempts,
+                            error,
+                        });
+                    }
+                    ErrorClass::ContextTooLong => {
+                        window_to_exceed = Some(target.context_window);
+                        None
+                    }
+                    ErrorClass::Permanent => None,
+                    ErrorClass::Transient => self.retry_wait(retries, error.retry_after()),
+                    // Waiting out a rate limit is worth it only when nothing else is left.
+                    ErrorClass::RateLimited if position == last_position => self
+                        .retry_wait(retries, error.retry_after())
+                        .map(|backoff| backoff.max(error.retry_after().unwrap_or_default())),
+                    ErrorClass::RateLimited => None,
+                };
+                last_failure = Some((error, target.label.clone()));
+                let Some(wait) = wait else { break };
+                retries += 1;
+                tokio::time::sleep(wait).await;
+            }
+        }
+        Err(exhausted(model, attempts, last_failure, soonest_reopening))
+    }
+
+    /// The pause before retrying the same target, or `None` to move on: retries are used up,
+    /// or the upstream asked for a longer wait than we are willing to hold the client.
+    fn retry_wait(&self, retries_done: u32, retry_after: Option<Duration>) -> Option<Duration> {
+        if retries_done >= self.routing.retries_per_target {
+            return None;
+        }
+        let initial = Duration::from_millis(self.routing.backoff_initial_ms);
+        let ceiling = Duration::from_millis(self.routing.backoff_max_ms);
+        let backoff = initial
+            .saturating_mul(1 << retries_done.min(16))
+            .min(ceiling);
+        // Equal jitter: half fixed, half random, so concurrent retries spread out.
+        let half = backoff / 2;
+        let jittered = half + half.mul_f64(rand::rng().random::<f64>());
+        match retry_after {
+            Some(asked) if asked > Duration::from_millis(self.routing.max_retry_after_ms) => None,
+            Some(asked) => Some(jittered.max(asked)),
+            None => Some(jittered),
+        }
+    }
+}
+
+fn has_larger_window(candidate: Option<u32>, failed: Option<u32>) -> bool {
+    match (candidate, failed) {
+        (Some(candidate), Some(failed)) => candidate > failed,
+        (Some(_), None) => true,
+        (None, _) => false,
+    }
+}
+
+fn exhausted(
+    model: &str,
+    attempts: u32,
+    last_failure: Option<(ProviderError, String)>,
+    soonest_reopening: Option<Duration>,
+) -> GatewayError {
+    match last_failure {
+        Some((error, target)) => GatewayError::Upstream {
+            model: model.to_owned(),
+            target,
+            attempts,
+            error,
+        },
+        None => GatewayError::Unavailable {
+            model: model.to_owned(),
+            retry_after: soonest_reopening,
+        },
+    }
+}

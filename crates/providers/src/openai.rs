@@ -1,0 +1,204 @@
+//! Any OpenAI-compatible API: OpenAI, DeepSeek, Qwen/DashScope compatible mode, Moonshot,
+//! vLLM, Ollama's `/v1`, llama.cpp's server. Requests go up as they came, with the upstream
+//! model name; responses come back parsed, so a malformed one is caught here.
+
+use async_trait::async_trait;
+use futures::StreamExt;
+use http::{HeaderMap, HeaderValue};
+use landfall_config::HttpSettings;
+use landfall_types::{
+    ChatChunk, ChatRequest, ChatResponse, EmbeddingRequest, EmbeddingResponse, StreamOptions,
+};
+use serde_json::Value;
+use tokio::time::Instant;
+
+use crate::http::{HttpClient, parse_json};
+use crate::{BuildError, ChatModel, ChatStream, EmbeddingModel, ProviderError};
+
+pub(crate) struct OpenAi {
+    http: HttpClient,
+}
+
+impl OpenAi {
+    pub(crate) fn new(settings: &HttpSettings) -> Result<Self, BuildError> {
+        let mut headers = HeaderMap::new();
+        if let Some(key) = &settings.api_key {
+            let mut value =
+                HeaderValue::from_str(&format!("Bearer {}", key.expose())).map_err(|error| {
+                    BuildError::InvalidHeader {
+                        name: "authorization".into(),
+                        reason: error.to_string(),
+                    }
+                })?;
+            value.set_sensitive(true);
+            headers.insert(http::header::AUTHORIZATION, value);
+        }
+        Ok(Self {
+            http: HttpClient::new(settings, headers)?,
+        })
+    }
+
+    async fn exchange<T: serde::de::DeserializeOwned>(
+        &self,
+        path: &str,
+        body: Vec<u8>,
+    ) -> Result<T, ProviderError> {
+        let started = Instant::now();
+        let response = self.http.post(path, body, error_fields).await?;
+        self.http.read_json(response, started).await
+    }
+}
+
+/// `{"error": {"message", "code", "type"}}`, or a bare `{"message"}` / `{"error": "…"}` as
+/// some compatible servers send.
+pub(crate) fn error_fields(body: &Value) -> (Option<String>, Option<String>) {
+    let error = body.get("error").unwrap_or(body);
+    if let Some(text) = error.as_str() {
+        return (Some(text.to_owned()), None);
+    }
+    let message = error
+        .get("message")
+        .and_then(Value::as_str)
+        .map(str::to_owned);
+    let code = error
+        .get("code")
+        .and_then(|code| {
+            code.as_str()
+                .map(str::to_owned)
+                .or_else(|| code.as_i64().map(|code| code.to_string()))
+        })
+        .or_else(|| error.get("type").and_then(Value::as_str).map(str::to_owned));
+    (message, code)
+}
+
+fn serialize(value: &impl serde::Serialize) -> Result<Vec<u8>, ProviderError> {
+    serde_json::to_vec(value).map_err(|error| ProviderError::Untranslatable {
+        message: error.to_string(),
+    })
+}
+
+#[async_trait]
+impl ChatModel for OpenAi {
+    async fn chat(
+        &self,
+        request: &ChatRequest,
+        upstream_model: &str,
+    ) -> Result<ChatResponse, ProviderError> {
+        let mut body = request.clone();
+        upstream_model.clone_into(&mut body.model);
+        body.stream = None;
+        body.stream_options = None;
+        self.exchange("/chat/completions", serialize(&body)?).await
+    }
+
+    async fn chat_stream(
+        &self,
+        request: &ChatRequest,
+        upstream_model: &str,
+    ) -> Result<ChatStream, ProviderError> {
+        let mut body = request.clone();
+        upstream_model.clone_into(&mut body.model);
+        body.stream = Some(true);
+        // Always ask for usage so accounting is exact; the server hides it from clients that
+        // did not ask.
+        body.stream_options
+            .get_or_insert_with(StreamOptions::default)
+            .include_usage = Some(true);
+        let response = self
+            .http
+            .post("/chat/completions", serialize(&body)?, error_fields)
+            .await?;
+        Ok(chunks(self.http.events(response)).boxed())
+    }
+}
+
+#[async_trait]
+impl EmbeddingModel for OpenAi {
+    async fn embed(
+        &self,
+        request: &EmbeddingRequest,
+        upstream_model: &str,
+    ) -> Result<EmbeddingResponse, ProviderError> {
+        let mut body = request.clone();
+        upstream_model.clone_into(&mut body.model);
+        let response: EmbeddingResponse = self.exchange("/embeddings", serialize(&body)?).await?;
+        if response.data.len() != request.input.len() {
+            return Err(ProviderError::invalid_response(format!(
+                "{} embeddings for {} inputs",
+                response.data.len(),
+                request.input.len()
+            )));
+        }
+        Ok(response)
+    }
+}
+
+/// Turns OpenAI stream events into chunks. The stream must end with `[DONE]` or at least have
+/// delivered a finish reason; otherwise it was cut off.
+fn chunks(
+    events: impl futures::Stream<Item = Result<crate::sse::SseEvent, ProviderError>> + Send + 'static,
+) -> impl futures::Stream<Item = Result<ChatChunk, ProviderError>> + Send + 'static {
+    struct State<E> {
+        events: std::pin::Pin<Box<E>>,
+        finished: bool,
+        done: bool,
+    }
+    let state = State {
+        events: Box::pin(events),
+        finished: false,
+        done: false,
+    };
+    futures::stream::unfold(state, |mut state| async move {
+        loop {
+            if state.done {
+                return None;
+            }
+            let Some(event) = state.events.next().await else {
+                state.done = true;
+                if state.finished {
+                    return None;
+                }
+                let error = ProviderError::StreamBroken {
+                    message: "the stream ended before [DONE]".to_owned(),
+                };
+                return Some((Err(error), state));
+            };
+            let event = match event {
+                Ok(event) => event,
+                Err(error) => {
+                    state.done = true;
+                    return Some((Err(error), state));
+                }
+            };
+            let data = event.data.trim();
+            if data == "[DONE]" {
+                return None;
+            }
+            if data.is_empty() {
+                continue;
+            }
+            let chunk: ChatChunk = match parse_json(data.as_bytes()) {
+                Ok(chunk) => chunk,
+                Err(error) => {
+                    state.done = true;
+                    return Some((Err(error), state));
+                }
+            };
+            if chunk.choices.is_empty()
+                && chunk.usage.is_none()
+                && chunk.extra.contains_key("error")
+            {
+                state.done = true;
+                let message = error_fields(&Value::Object(chunk.extra))
+                    .0
+                    .unwrap_or_else(|| "unknown error".to_owned());
+                return Some((Err(ProviderError::StreamError { message }), state));
+            }
+            state.finished |= chunk
+                .choices
+                .iter()
+                .any(|choice| choice.finish_reason.is_some());
+            return Some((Ok(chunk), state));
+        }
+    })
+}

@@ -1,0 +1,302 @@
+//! The one place errors become HTTP: an exhaustive mapping to status codes and OpenAI-shaped
+//! error bodies. Details of upstream and internal failures are logged, not sent.
+
+use std::time::Duration;
+
+use axum::response::{IntoResponse, Response};
+use http::{HeaderValue, StatusCode};
+use landfall_gateway::GatewayError;
+use landfall_providers::ProviderError;
+use landfall_types::ErrorClass;
+use serde::Serialize;
+
+/// Everything a request can fail with.
+#[derive(Debug)]
+pub enum ApiError {
+    /// The body is not JSON at all.
+    MalformedJson {
+        detail: String,
+    },
+    /// The JSON does not fit the schema (wrong type, missing field).
+    InvalidBody {
+        detail: String,
+        param: Option<String>,
+    },
+    /// The JSON fits the schema but a value is not acceptable.
+    InvalidValue {
+        message: String,
+        param: &'static str,
+    },
+    UnsupportedMediaType {
+        content_type: String,
+    },
+    PayloadTooLarge {
+        limit_bytes: usize,
+    },
+    Unauthorized {
+        reason: &'static str,
+    },
+    RouteNotFound {
+        method: String,
+        path: String,
+    },
+    MethodNotAllowed,
+    ModelNotFound {
+        model: String,
+    },
+    Gateway(GatewayError),
+}
+
+impl From<GatewayError> for ApiError {
+    fn from(error: GatewayError) -> Self {
+        match error {
+            GatewayError::UnknownModel { model } => Self::ModelNotFound { model },
+            other => Self::Gateway(other),
+        }
+    }
+}
+
+/// `{"error": {...}}`, as OpenAI sends it.
+#[derive(Debug, Serialize)]
+pub(crate) struct ErrorBody {
+    pub(crate) error: ErrorDetail,
+}
+
+#[derive(Debug, Serialize)]
+pub(crate) struct ErrorDetail {
+    pub(crate) message: String,
+    #[serde(rename = "type")]
+    pub(crate) kind: &'static str,
+    pub(crate) param: Option<String>,
+    pub(crate) code: Option<&'static str>,
+}
+
+struct Mapped {
+    status: StatusCode,
+    detail: ErrorDetail,
+    retry_after: Option<Duration>,
+}
+
+fn mapped(
+    status: StatusCode,
+    kind: &'static str,
+    code: Option<&'static str>,
+    message: String,
+) -> Mapped {
+    Mapped {
+        status,
+        detail: ErrorDetail {
+            message,
+            kind,
+            param: None,
+            code,
+        },
+        retry_after: None,
+    }
+}
+
+const INVALID: &str = "invalid_request_error";
+
+impl ApiError {
+    fn mapped(self) -> Mapped {
+        match self {
+            Self::MalformedJson { detail } => mapped(
+                StatusCode::BAD_REQUEST,
+                INVALID,
+                Some("invalid_json"),
+                format!("the request body is not valid JSON: {detail}"),
+            ),
+            Self::InvalidBody { detail, param } => {
+                let mut mapped = mapped(
+                    StatusCode::UNPROCESSABLE_ENTITY,
+                    INVALID,
+                    Some("invalid_body"),
+                    detail,
+                );
+                mapped.detail.param = param;
+                mapped
+            }
+            Self::InvalidValue { message, param } => {
+                let mut mapped = mapped(
+                    StatusCode::BAD_REQUEST,
+                    INVALID,
+                    Some("invalid_value"),
+                    message,
+                );
+                mapped.detail.param = Some(param.to_owned());
+                mapped
+            }
+            Self::UnsupportedMediaType { content_type } => mapped(
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                INVALID,
+                Some("unsupported_media_type"),
+                format!("expected Content-Type: application/json, got `{content_type}`"),
+            ),
+            Self::PayloadTooLarge { limit_bytes } => mapped(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                INVALID,
+                Some("payload_too_large"),
+                format!("the request body exceeds the limit of {limit_bytes} bytes"),
+            ),
+            Self::Unauthorized { reason } => mapped(
+                StatusCode::UNAUTHORIZED,
+                INVALID,
+                Some("invalid_api_key"),
+                reason.to_owned(),
+            ),
+            Self::RouteNotFound { method, path } => mapped(
+                StatusCode::NOT_FOUND,
+                INVALID,
+                Some("unknown_url"),
+                format!("unknown request URL: {method} {path}"),
+            ),
+            Self::MethodNotAllowed => mapped(
+                StatusCode::METHOD_NOT_ALLOWED,
+                INVALID,
+                Some("method_not_allowed"),
+                "this method is not allowed on this URL".to_owned(),
+            ),
+            Self::ModelNotFound { model } => {
+                let mut mapped = mapped(
+                    StatusCode::NOT_FOUND,
+                    INVALID,
+                    Some("model_not_found"),
+                    format!("the model `{model}` does not exist"),
+                );
+                mapped.detail.param = Some("model".to_owned());
+                mapped
+            }
+            Self::Gateway(error) => gateway_error(error),
+        }
+    }
+}
+
+fn gateway_error(error: GatewayError) -> Mapped {
+    let retry_after = error.retry_after();
+    let mut mapped = match error {
+        GatewayError::UnknownModel { model } => return ApiError::ModelNotFound { model }.mapped(),
+        GatewayError::NoCapableTarget { model, operation } => mapped(
+            StatusCode::BAD_REQUEST,
+            INVALID,
+            Some("unsupported_operation"),
+            format!("the model `{model}` does not support {operation}"),
+        ),
+        GatewayError::Unavailable { model, .. } => mapped(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "server_error",
+            Some("no_available_target"),
+            format!("every provider of `{model}` is cooling down after failures; retry later"),
+        ),
+        GatewayError::Upstream {
+            error,
+            model,
+            target,
+            attempts,
+        } => {
+            tracing::warn!(%model, %target, attempts, %error, "request failed upstream");
+            upstream_error(error)
+        }
+    };
+    mapped.retry_after = retry_after;
+    mapped
+}
+
+fn upstream_error(error: ProviderError) -> Mapped {
+    match error.class() {
+        ErrorClass::RateLimited => mapped(
+            StatusCode::TOO_MANY_REQUESTS,
+            "rate_limit_error",
+            Some("rate_limit_exceeded"),
+            "the upstream provider is rate limiting requests; retry later".to_owned(),
+        ),
+        ErrorClass::ContextTooLong => mapped(
+            StatusCode::BAD_REQUEST,
+            INVALID,
+            Some("context_length_exceeded"),
+            client_message(&error),
+        ),
+        ErrorClass::InvalidRequest => {
+            let status = match &error {
+                ProviderError::Status { status, .. } => StatusCode::from_u16(*status)
+                    .ok()
+                    .filter(StatusCode::is_client_error)
+                    .unwrap_or(StatusCode::BAD_REQUEST),
+                _ => StatusCode::BAD_REQUEST,
+            };
+            mapped(status, INVALID, None, client_message(&error))
+        }
+        ErrorClass::Transient | ErrorClass::Permanent => {
+            let (status, message) = match &error {
+                ProviderError::Timeout { .. } => (
+                    StatusCode::GATEWAY_TIMEOUT,
+                    "the upstream provider timed out".to_owned(),
+                ),
+                ProviderError::Status { status, .. } => (
+                    StatusCode::BAD_GATEWAY,
+                    format!("the upstream provider failed with HTTP {status}"),
+                ),
+                ProviderError::Connection { .. } => (
+                    StatusCode::BAD_GATEWAY,
+                    "cannot reach the upstream provider".to_owned(),
+                ),
+                ProviderError::InvalidResponse { .. } => (
+                    StatusCode::BAD_GATEWAY,
+                    "the upstream provider sent an invalid response".to_owned(),
+                ),
+                ProviderError::StreamBroken { .. } | ProviderError::StreamError { .. } => (
+                    StatusCode::BAD_GATEWAY,
+                    "the upstream provider's stream broke off".to_owned(),
+                ),
+                ProviderError::Unsupported { operation } => (
+                    StatusCode::BAD_GATEWAY,
+                    format!("the upstream provider does not support {operation}"),
+                ),
+                ProviderError::Untranslatable { message } => (
+                    StatusCode::BAD_REQUEST,
+                    format!("the request cannot be sent to this model: {message}"),
+                ),
+            };
+            mapped(status, "upstream_error", Some("upstream_error"), message)
+        }
+    }
+}
+
+/// The upstream's own words, for errors that are the client's to fix.
+fn client_message(error: &ProviderError) -> String {
+    match error {
+        ProviderError::Status { message, .. } | ProviderError::Untranslatable { message } => {
+            message.clone()
+        }
+        other => other.to_string(),
+    }
+}
+
+impl ApiError {
+    /// The body and status of this error, for callers that embed it (stream error events).
+    pub(crate) fn into_parts(self) -> (StatusCode, ErrorBody, Option<Duration>) {
+        let mapped = self.mapped();
+        (
+            mapped.status,
+            ErrorBody {
+                error: mapped.detail,
+            },
+            mapped.retry_after,
+        )
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let (status, body, retry_after) = self.into_parts();
+        let mut response = (status, axum::Json(body)).into_response();
+        if let Some(retry_after) = retry_after {
+            let seconds = retry_after.as_secs_f64().ceil().max(1.0);
+            if let Ok(value) = HeaderValue::from_str(&format!("{seconds:.0}")) {
+                response
+                    .headers_mut()
+                    .insert(http::header::RETRY_AFTER, value);
+            }
+        }
+        response
+    }
+}

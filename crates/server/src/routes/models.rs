@@ -1,0 +1,54 @@
+//! `GET /v1/models` and `GET /v1/models/{id}`: the model names clients may use.
+
+use axum::extract::{Path, State};
+use axum::response::Response;
+use serde::Serialize;
+
+use crate::routes::json_response;
+use crate::{ApiError, AppState};
+
+#[derive(Serialize)]
+struct ModelList<'a> {
+    object: &'static str,
+    data: Vec<Model<'a>>,
+}
+
+#[derive(Serialize)]
+struct Model<'a> {
+    id: &'a str,
+    object: &'static str,
+    created: u64,
+    owned_by: &'static str,
+}
+
+fn model(id: &str) -> Model<'_> {
+    Model {
+        id,
+        object: "model",
+        created: 0,
+        owned_by: "landfall",
+    }
+}
+
+pub(crate) async fn list(State(state): State<AppState>) -> Response {
+    let data = state
+        .gateway()
+        .model_names()
+        .iter()
+        .map(|name| model(name))
+        .collect();
+    json_response(&ModelList {
+        object: "list",
+        data,
+    })
+}
+
+pub(crate) async fn retrieve(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<Response, ApiError> {
+    if !state.gateway().has_model(&id) {
+        return Err(ApiError::ModelNotFound { model: id });
+    }
+    Ok(json_response(&model(&id)))
+}

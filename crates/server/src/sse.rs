@@ -1,0 +1,86 @@
+//! Server-sent events to the client: each chunk is written as it arrives; a failure after the
+//! stream began ends it with an OpenAI-shaped `error` event instead of `[DONE]`, so no client
+//! mistakes a broken stream for a complete one.
+
+use std::convert::Infallible;
+
+use axum::body::Body;
+use axum::response::Response;
+use bytes::Bytes;
+use futures::StreamExt;
+use http::HeaderValue;
+use landfall_gateway::GatewayError;
+use landfall_providers::ChatStream;
+use landfall_types::ChatChunk;
+
+use crate::ApiError;
+
+const DONE: &[u8] = b"data: [DONE]\n\n";
+
+/// Streams `chunks` as `text/event-stream`. Unless the client asked for usage, the usage chunk
+/// the gateway always requests is held back.
+pub(crate) fn response(chunks: ChatStream, include_usage: bool) -> Response {
+    let events = futures::stream::unfold(Some(chunks), move |state| async move {
+        let mut chunks = state?;
+        loop {
+            return match chunks.next().await {
+                None => Some((Ok::<_, Infallible>(Bytes::from_static(DONE)), None)),
+                Some(Ok(mut chunk)) => {
+                    if !include_usage {
+                        if chunk.choices.is_empty() && chunk.usage.is_some() {
+                            continue;
+                        }
+                        chunk.usage = None;
+                    }
+                    Some((Ok(encode(&chunk)), Some(chunks)))
+                }
+                Some(Err(error)) => {
+                    tracing::warn!(%error, "stream failed after it began");
+                    Some((Ok(error_event(error)), None))
+                }
+            };
+        }
+    });
+    let mut response = Response::new(Body::from_stream(events));
+    let headers = response.headers_mut();
+    headers.insert(
+        http::header::CONTENT_TYPE,
+        HeaderValue::from_static("text/event-stream"),
+    );
+    headers.insert(
+        http::header::CACHE_CONTROL,
+        HeaderValue::from_static("no-cache"),
+    );
+    // Tell nginx-style proxies not to buffer the stream.
+    headers.insert("x-accel-buffering", HeaderValue::from_static("no"));
+    response
+}
+
+fn encode(chunk: &ChatChunk) -> Bytes {
+    let mut line = Vec::with_capacity(256);
+    line.extend_from_slice(b"data: ");
+    if let Err(error) = serde_json::to_writer(&mut line, chunk) {
+        tracing::error!(%error, "cannot serialize a chunk");
+        return Bytes::new();
+    }
+    line.extend_from_slice(b"\n\n");
+    Bytes::from(line)
+}
+
+fn error_event(error: landfall_providers::ProviderError) -> Bytes {
+    let (_, body, _) = ApiError::Gateway(GatewayError::Upstream {
+        model: String::new(),
+        target: String::new(),
+        attempts: 0,
+        error,
+    })
+    .into_parts();
+    let mut line = b"data: ".to_vec();
+    if serde_json::to_writer(&mut line, &body).is_err() {
+        return Bytes::from_static(
+            b"data: {\"error\":{\"message\":\"stream failed\",\"type\":\"upstream_error\"}}\n\n",
+        );
+    }
+    line.extend_from_slice(b"\n\n");
+    Bytes::from(line)
+}
