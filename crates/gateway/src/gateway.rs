@@ -138,14 +138,26 @@ impl Gateway {
     /// # Errors
     /// The last failure once no target could serve the request.
     pub async fn chat(&self, request: &ChatRequest) -> Result<Served<ChatResponse>, GatewayError> {
-        self.run(&request.model, Operation::Chat, |target| async move {
-            target
-                .provider
-                .chat
-                .chat(request, &target.upstream_model)
-                .await
-        })
-        .await
+        let served = self
+            .run(&request.model, Operation::Chat, |target| async move {
+                target
+                    .provider
+                    .chat
+                    .chat(request, &target.upstream_model)
+                    .await
+            })
+            .await?;
+        let usage = served.value.usage.as_ref();
+        tracing::info!(
+            model = %request.model,
+            target = %served.target,
+            attempts = served.attempts,
+            prompt_tokens = usage.map_or(0, |usage| usage.prompt_tokens),
+            completion_tokens = usage.map_or(0, |usage| usage.completion_tokens),
+            usage_reported = usage.is_some(),
+            "chat completed"
+        );
+        Ok(served)
     }
 
     /// A streamed chat completion. Targets are tried until one produces its first output; a
