@@ -90,7 +90,7 @@ pub fn classify_status(status: u16, message: &str, code: Option<&str>) -> ErrorC
         429 => ErrorClass::RateLimited,
         413 => ErrorClass::ContextTooLong,
         400 | 422 if mentions_context_length(message, code) => ErrorClass::ContextTooLong,
-        401 | 402 | 403 | 404 | 405 => ErrorClass::Permanent,
+        401..=405 => ErrorClass::Permanent,
         408 | 425 | 500..=599 => ErrorClass::Transient,
         400..=499 => ErrorClass::InvalidRequest,
         _ => ErrorClass::Permanent,

@@ -44,14 +44,15 @@ pub enum ApiError {
     ModelNotFound {
         model: String,
     },
-    Gateway(GatewayError),
+    /// Boxed: gateway errors carry the upstream's details and would bloat every `Result`.
+    Gateway(Box<GatewayError>),
 }
 
 impl From<GatewayError> for ApiError {
     fn from(error: GatewayError) -> Self {
         match error {
             GatewayError::UnknownModel { model } => Self::ModelNotFound { model },
-            other => Self::Gateway(other),
+            other => Self::Gateway(Box::new(other)),
         }
     }
 }
@@ -166,7 +167,7 @@ impl ApiError {
                 mapped.detail.param = Some("model".to_owned());
                 mapped
             }
-            Self::Gateway(error) => gateway_error(error),
+            Self::Gateway(error) => gateway_error(*error),
         }
     }
 }

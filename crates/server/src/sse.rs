@@ -68,12 +68,12 @@ fn encode(chunk: &ChatChunk) -> Bytes {
 }
 
 fn error_event(error: landfall_providers::ProviderError) -> Bytes {
-    let (_, body, _) = ApiError::Gateway(GatewayError::Upstream {
+    let (_, body, _) = ApiError::Gateway(Box::new(GatewayError::Upstream {
         model: String::new(),
         target: String::new(),
         attempts: 0,
         error,
-    })
+    }))
     .into_parts();
     let mut line = b"data: ".to_vec();
     if serde_json::to_writer(&mut line, &body).is_err() {

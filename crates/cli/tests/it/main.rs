@@ -1,5 +1,12 @@
 //! The `landfall` binary as its users run it.
 
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    reason = "test code: failing loudly is the point"
+)]
+
 use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
@@ -110,10 +117,10 @@ fn serve_without_a_file_says_where_it_listens_and_stops_on_sigterm() {
     let deadline = Instant::now() + Duration::from_secs(20);
     let mut listening = None;
     while listening.is_none() && Instant::now() < deadline {
-        if let Ok(line) = receiver.recv_timeout(Duration::from_millis(100)) {
-            if line.contains("landfall listening on http://127.0.0.1:") {
-                listening = Some(line);
-            }
+        if let Ok(line) = receiver.recv_timeout(Duration::from_millis(100))
+            && line.contains("landfall listening on http://127.0.0.1:")
+        {
+            listening = Some(line);
         }
     }
     let terminated = Command::new("kill")

@@ -71,8 +71,7 @@ async fn bad_requests_get_precise_errors() {
 async fn wrong_types_name_the_field() {
     let upstream = MockUpstream::start(Script::new()).await;
     let landfall = landfall_with(&upstream, "").await;
-    let body =
-        json!({"model": "chat", "messages": [{"role": "user", "content": 5}]});
+    let body = json!({"model": "chat", "messages": [{"role": "user", "content": 5}]});
     let (status, body) = post(
         &landfall,
         "/v1/chat/completions",

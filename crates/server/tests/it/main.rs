@@ -1,5 +1,12 @@
 //! Integration tests of the server over a real socket, against scripted upstreams.
 
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    reason = "test code: failing loudly is the point"
+)]
+
 mod errors;
 mod harness;
 mod routing;
