@@ -8,12 +8,12 @@ use std::time::Duration;
 use landfall_config::{Config, RoutingConfig};
 use landfall_providers::{ChatStream, Provider, ProviderError};
 use landfall_types::{ChatRequest, ChatResponse, EmbeddingRequest, EmbeddingResponse, ErrorClass};
-use rand::Rng;
 use tokio::time::Instant;
 
 use crate::breaker::Breaker;
 use crate::error::{GatewayError, StartError};
 use crate::order::try_order;
+use crate::retry;
 use crate::stream;
 
 /// A result and where it came from.
@@ -300,9 +300,9 @@ impl Gateway {
                     ErrorClass::Permanent => None,
                     ErrorClass::Transient => self.retry_wait(retries, error.retry_after()),
                     // Waiting out a rate limit is worth it only when nothing else is left.
-                    ErrorClass::RateLimited if position == last_position => self
-                        .retry_wait(retries, error.retry_after())
-                        .map(|backoff| backoff.max(error.retry_after().unwrap_or_default())),
+                    ErrorClass::RateLimited if position == last_position => {
+                        self.retry_wait(retries, error.retry_after())
+                    }
                     ErrorClass::RateLimited => None,
                 };
                 last_failure = Some((error, target.label.clone()));
@@ -314,25 +314,9 @@ impl Gateway {
         Err(exhausted(model, attempts, last_failure, soonest_reopening))
     }
 
-    /// The pause before retrying the same target, or `None` to move on: retries are used up,
-    /// or the upstream asked for a longer wait than we are willing to hold the client.
+    /// The pause before retrying the same target, or `None` to move on.
     fn retry_wait(&self, retries_done: u32, retry_after: Option<Duration>) -> Option<Duration> {
-        if retries_done >= self.routing.retries_per_target {
-            return None;
-        }
-        let initial = Duration::from_millis(self.routing.backoff_initial_ms);
-        let ceiling = Duration::from_millis(self.routing.backoff_max_ms);
-        let backoff = initial
-            .saturating_mul(1 << retries_done.min(16))
-            .min(ceiling);
-        // Equal jitter: half fixed, half random, so concurrent retries spread out.
-        let half = backoff / 2;
-        let jittered = half + half.mul_f64(rand::rng().random::<f64>());
-        match retry_after {
-            Some(asked) if asked > Duration::from_millis(self.routing.max_retry_after_ms) => None,
-            Some(asked) => Some(jittered.max(asked)),
-            None => Some(jittered),
-        }
+        retry::wait(&self.routing, retries_done, retry_after, &mut rand::rng())
     }
 }
 

@@ -9,6 +9,7 @@ mod breaker;
 mod error;
 mod gateway;
 mod order;
+mod retry;
 mod stream;
 
 pub use error::{GatewayError, StartError};

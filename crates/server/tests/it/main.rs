@@ -7,6 +7,7 @@
     reason = "test code: failing loudly is the point"
 )]
 
+mod anthropic;
 mod errors;
 mod harness;
 mod routing;
