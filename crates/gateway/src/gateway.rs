@@ -298,6 +298,10 @@ impl Gateway {
                         None
                     }
                     ErrorClass::Permanent => None,
+                    // A failure that just opened the breaker ends this target's retries.
+                    ErrorClass::Transient if target.breaker.open_for(Instant::now()).is_some() => {
+                        None
+                    }
                     ErrorClass::Transient => self.retry_wait(retries, error.retry_after()),
                     // Waiting out a rate limit is worth it only when nothing else is left.
                     ErrorClass::RateLimited if position == last_position => {
