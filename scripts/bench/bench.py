@@ -1,0 +1,595 @@
+#!/usr/bin/env python3
+"""Measurement and reporting half of scripts/bench-gateway.sh (standard library only).
+
+  bench.py measure --name NAME --url http://127.0.0.1:PORT --out FILE [--pid PID ...]
+      Runs the four wrk scenarios against NAME, records wrk's numbers, the CPU time each
+      process spent during each scenario, the peak RSS (VmHWM) of the gateway's process tree
+      after the load, and checks that streamed responses end with `data: [DONE]`.
+
+  bench.py report --meta META.json --results DIR --docs docs/benchmarks.md
+      Prints the markdown report and writes it into docs/benchmarks.md as the section
+      "## Gateway overhead (issue 2)", replacing that section if present.
+"""
+
+from __future__ import annotations
+
+import argparse
+import concurrent.futures
+import http.client
+import json
+import os
+import re
+import resource
+import subprocess
+import sys
+import time
+import urllib.parse
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+LUA = HERE / "chat.lua"
+CHAT_PATH = "/v1/chat/completions"
+CLK_TCK = os.sysconf("SC_CLK_TCK")
+
+SCENARIOS = [
+    # key, label, stream, threads, connections
+    ("nonstream_c1", "non-stream, 1 conn", False, 1, 1),
+    ("nonstream_c50", "non-stream, 50 conns", False, 2, 50),
+    ("stream_c1", "stream, 1 conn", True, 1, 1),
+    ("stream_c50", "stream, 50 conns", True, 2, 50),
+]
+
+SECTION = "## Gateway overhead (issue 2)"
+
+
+def log(message: str) -> None:
+    print(f"[bench] {message}", file=sys.stderr, flush=True)
+
+
+# ---------------------------------------------------------------- /proc helpers
+
+
+def children_map() -> dict[int, list[int]]:
+    kids: dict[int, list[int]] = {}
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            stat = Path(f"/proc/{entry}/stat").read_text()
+        except OSError:
+            continue
+        # Fields after the command name, which is in parentheses and may contain spaces.
+        fields = stat[stat.rfind(")") + 2 :].split()
+        kids.setdefault(int(fields[1]), []).append(int(entry))
+    return kids
+
+
+def process_tree(root: int) -> list[int]:
+    kids = children_map()
+    tree, todo = [], [root]
+    while todo:
+        pid = todo.pop()
+        if Path(f"/proc/{pid}").exists():
+            tree.append(pid)
+        todo.extend(kids.get(pid, []))
+    return tree
+
+
+def cpu_seconds(pids: list[int]) -> float:
+    total = 0
+    for pid in pids:
+        try:
+            stat = Path(f"/proc/{pid}/stat").read_text()
+        except OSError:
+            continue
+        fields = stat[stat.rfind(")") + 2 :].split()
+        total += int(fields[11]) + int(fields[12])  # utime, stime
+    return total / CLK_TCK
+
+
+def machine_busy_seconds() -> float:
+    """CPU time all CPUs spent not idle, from the first line of /proc/stat."""
+    fields = [int(x) for x in Path("/proc/stat").read_text().splitlines()[0].split()[1:]]
+    user, nice, system, _idle, _iowait, irq, softirq, steal = fields[:8]
+    return (user + nice + system + irq + softirq + steal) / CLK_TCK
+
+
+def status_kb(pid: int, key: str) -> int:
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith(key + ":"):
+                return int(line.split()[1])
+    except OSError:
+        pass
+    return 0
+
+
+def memory(pids: list[int]) -> dict:
+    procs = []
+    for pid in pids:
+        try:
+            comm = Path(f"/proc/{pid}/comm").read_text().strip()
+        except OSError:
+            continue
+        procs.append(
+            {"pid": pid, "comm": comm, "hwm_kb": status_kb(pid, "VmHWM"), "rss_kb": status_kb(pid, "VmRSS")}
+        )
+    return {
+        "hwm_kb": sum(p["hwm_kb"] for p in procs),
+        "rss_kb": sum(p["rss_kb"] for p in procs),
+        "processes": procs,
+    }
+
+
+# ---------------------------------------------------------------- wrk
+
+
+def run_wrk(url: str, stream: bool, threads: int, conns: int, duration: str, timeout: str,
+            wrk_cpus: str | None, watch: dict[str, list[int]]) -> dict:
+    cmd = ["wrk", f"-t{threads}", f"-c{conns}", f"-d{duration}", f"--timeout={timeout}",
+           "--latency", "-s", str(LUA), url.rstrip("/") + CHAT_PATH]
+    if wrk_cpus:
+        cmd = ["taskset", "-c", wrk_cpus] + cmd
+    env = dict(os.environ, BENCH_STREAM="1" if stream else "0")
+    before = {name: cpu_seconds(pids) for name, pids in watch.items()}
+    kids_before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    busy_before = machine_busy_seconds()
+    started = time.monotonic()
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=env, text=True)
+    # wrk stops itself after -d; the extra margin covers the --timeout of the last requests.
+    seconds = parse_seconds(duration) + parse_seconds(timeout) + 15
+    try:
+        out, _ = proc.communicate(timeout=seconds)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        out, _ = proc.communicate()
+        raise SystemExit(f"wrk did not finish within {seconds}s: {' '.join(cmd)}\n{out}")
+    wall = time.monotonic() - started
+    after = {name: cpu_seconds(pids) for name, pids in watch.items()}
+    kids_after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    busy_after = machine_busy_seconds()
+    match = re.search(r"^@@RESULT (\{.*\})$", out, re.M)
+    if proc.returncode != 0 or not match:
+        raise SystemExit(f"wrk failed (exit {proc.returncode}): {' '.join(cmd)}\n{out}")
+    result = json.loads(match.group(1))
+    result["command"] = " ".join(cmd[cmd.index("wrk"):])
+    result["rps"] = result["requests"] / (result["duration_us"] / 1e6)
+    result["errors_socket"] = sum(result[k] for k in ("err_connect", "err_read", "err_write", "err_timeout"))
+    result["cpu_s"] = {name: round(after[name] - before[name], 2) for name in watch}
+    result["cpu_s"]["wrk"] = round(kids_after.ru_utime + kids_after.ru_stime
+                                   - kids_before.ru_utime - kids_before.ru_stime, 2)
+    # Everything else the machine did meanwhile (other processes, interrupts): should be ~0.
+    result["cpu_s"]["other"] = round(max(0.0, busy_after - busy_before - sum(result["cpu_s"].values())), 2)
+    result["cpu_s"]["capacity"] = round(wall * os.cpu_count(), 2)
+    result["wall_s"] = round(wall, 2)
+    result["wrk_output"] = out[: out.find("@@RESULT")].rstrip()
+    return result
+
+
+def parse_seconds(text: str) -> float:
+    match = re.fullmatch(r"(\d+(?:\.\d+)?)(ms|s|m|h)?", text.strip())
+    if not match:
+        raise SystemExit(f"bad duration {text!r}")
+    value, unit = float(match.group(1)), match.group(2) or "s"
+    return value * {"ms": 0.001, "s": 1, "m": 60, "h": 3600}[unit]
+
+
+# ---------------------------------------------------------------- correctness checks
+
+
+def post(url: str, body: dict, timeout: float = 30.0) -> tuple[int, dict, bytes]:
+    parts = urllib.parse.urlsplit(url)
+    conn = http.client.HTTPConnection(parts.hostname, parts.port, timeout=timeout)
+    try:
+        conn.request("POST", CHAT_PATH, body=json.dumps(body),
+                     headers={"Content-Type": "application/json", "Authorization": "Bearer x"})
+        resp = conn.getresponse()
+        data = resp.read()
+        return resp.status, {k.lower(): v for k, v in resp.getheaders()}, data
+    finally:
+        conn.close()
+
+
+def check_nonstream(url: str) -> dict:
+    status, _, data = post(url, {"model": "bench", "messages": [{"role": "user", "content": "hello"}]})
+    ok = False
+    content = None
+    if status == 200:
+        try:
+            content = json.loads(data)["choices"][0]["message"]["content"]
+            ok = content == "echo: hello"
+        except (ValueError, KeyError, IndexError, TypeError):
+            pass
+    return {"ok": ok, "status": status, "content": content}
+
+
+STREAM_BODY = json.dumps({"model": "bench", "messages": [{"role": "user", "content": "hello"}], "stream": True})
+
+
+def check_one_stream(conn: http.client.HTTPConnection) -> dict:
+    """One streamed request on a kept-alive connection, read line by line as it arrives.
+
+    Returns ok/why plus the longest pause seen: before the first event, between events, and
+    between `data: [DONE]` and the end of the body (what a client waits for before the stream
+    is over)."""
+    started = time.perf_counter()
+    try:
+        conn.request("POST", CHAT_PATH, body=STREAM_BODY,
+                     headers={"Content-Type": "application/json", "Authorization": "Bearer x"})
+        resp = conn.getresponse()
+        last = time.perf_counter()
+        gaps, lines = [], []
+        while True:
+            line = resp.readline()
+            now = time.perf_counter()
+            if line.strip():
+                gaps.append(now - last)
+                last = now
+                lines.append(line.decode("utf-8", "replace").rstrip("\r\n"))
+            if not line:
+                gaps.append(now - last)  # [DONE] (or the last event) to the end of the body
+                break
+        status, ctype = resp.status, resp.getheader("content-type", "")
+    except (OSError, http.client.HTTPException) as error:
+        conn.close()
+        return {"ok": False, "why": f"transport: {type(error).__name__}", "max_gap_ms": 0.0, "total_ms": 0.0}
+    total_ms = (time.perf_counter() - started) * 1e3
+    result = {"ok": False, "why": "", "max_gap_ms": max(gaps) * 1e3, "total_ms": total_ms}
+    if status != 200:
+        result["why"] = f"status {status}"
+    elif not ctype.startswith("text/event-stream"):
+        result["why"] = f"content-type {ctype!r}"
+    elif not lines or lines[-1].strip() != "data: [DONE]":
+        result["why"] = "does not end with data: [DONE]"
+    else:
+        content = ""
+        for line in lines[:-1]:
+            if not line.startswith("data:"):
+                continue
+            try:
+                chunk = json.loads(line[5:])
+            except ValueError:
+                result["why"] = "an event is not JSON"
+                return result
+            for choice in chunk.get("choices") or []:
+                content += (choice.get("delta") or {}).get("content") or ""
+        if content != "echo: hello":
+            result["why"] = f"content {content!r}"
+        else:
+            result["ok"] = True
+    return result
+
+
+def check_streams(url: str, count: int, parallel: int, stall_ms: float) -> dict:
+    """`count` streamed requests from `parallel` clients, each on one kept-alive connection."""
+    parts = urllib.parse.urlsplit(url)
+    per_client = [count // parallel + (1 if i < count % parallel else 0) for i in range(parallel)]
+
+    def client(n: int) -> list[dict]:
+        conn = http.client.HTTPConnection(parts.hostname, parts.port, timeout=30)
+        try:
+            return [check_one_stream(conn) for _ in range(n)]
+        finally:
+            conn.close()
+
+    started = time.monotonic()
+    with concurrent.futures.ThreadPoolExecutor(parallel) as pool:
+        results = [r for batch in pool.map(client, per_client) for r in batch]
+    failures: dict[str, int] = {}
+    for r in results:
+        if not r["ok"]:
+            failures[r["why"]] = failures.get(r["why"], 0) + 1
+    gaps = sorted(r["max_gap_ms"] for r in results)
+    totals = sorted(r["total_ms"] for r in results)
+    ok = sum(r["ok"] for r in results)
+    return {"requests": count, "parallel": parallel, "ok": ok, "failed": count - ok, "failures": failures,
+            "stall_ms": stall_ms, "stalled": sum(g > stall_ms for g in gaps),
+            "max_gap_ms": round(gaps[-1], 2) if gaps else 0.0,
+            "p50_total_ms": round(totals[len(totals) // 2], 2) if totals else 0.0,
+            "seconds": round(time.monotonic() - started, 2)}
+
+
+# ---------------------------------------------------------------- measure
+
+
+def measure(args: argparse.Namespace) -> None:
+    watch: dict[str, list[int]] = {}
+    gateway_pids: list[int] = []
+    if args.pid:
+        gateway_pids = process_tree(args.pid)
+        watch["gateway"] = gateway_pids
+    if args.upstream_pid:
+        watch["upstream"] = [args.upstream_pid]
+    result: dict = {"name": args.name, "url": args.url, "scenarios": {}}
+
+    result["nonstream_check"] = check_nonstream(args.url)
+    log(f"{args.name}: non-stream sanity check: {result['nonstream_check']}")
+    if not result["nonstream_check"]["ok"]:
+        raise SystemExit(f"{args.name}: the non-stream sanity request failed")
+    if gateway_pids:
+        result["idle_memory"] = memory(gateway_pids)
+
+    if args.warmup and parse_seconds(args.warmup) > 0:
+        log(f"{args.name}: warm-up {args.warmup} at 50 connections")
+        run_wrk(args.url, False, 2, 50, args.warmup, args.timeout, args.wrk_cpus, {})
+
+    for key, label, stream, threads, conns in SCENARIOS:
+        if args.pid:  # litellm may fork workers lazily
+            watch["gateway"] = process_tree(args.pid)
+        log(f"{args.name}: {label} for {args.duration}")
+        res = run_wrk(args.url, stream, threads, conns, args.duration, args.timeout, args.wrk_cpus, watch)
+        log(f"{args.name}: {label}: {res['rps']:.0f} req/s, p50 {res['p50_us']} us, p99 {res['p99_us']} us,"
+            f" non-2xx {res['err_status']}, socket errors {res['errors_socket']}, cpu {res['cpu_s']}")
+        result["scenarios"][key] = res
+
+    if gateway_pids:
+        result["memory"] = memory(process_tree(args.pid))
+        log(f"{args.name}: peak RSS (VmHWM, process tree) {result['memory']['hwm_kb'] / 1024:.1f} MiB")
+
+    if args.stream_check:
+        result["stream_check"] = check_streams(args.url, args.stream_check, args.stream_check_parallel,
+                                               args.stall_ms)
+        log(f"{args.name}: stream check: {result['stream_check']}")
+
+    Path(args.out).write_text(json.dumps(result, indent=2))
+
+
+# ---------------------------------------------------------------- report
+
+
+def fmt_us(us: float | None) -> str:
+    if us is None:
+        return "n/a"
+    if abs(us) >= 1000:
+        return f"{us / 1000:.2f} ms"
+    return f"{us:.0f} µs"
+
+
+def fmt_rps(rps: float | None) -> str:
+    if rps is None:
+        return "n/a"
+    return f"{rps:,.0f}" if rps >= 100 else f"{rps:,.1f}"
+
+
+def passfail(ok: bool | None) -> str:
+    return "n/a" if ok is None else ("**PASS**" if ok else "**FAIL**")
+
+
+def report(args: argparse.Namespace) -> None:
+    meta = json.loads(Path(args.meta).read_text())
+    results = {}
+    for name in ("direct", "landfall", "litellm"):
+        path = Path(args.results) / f"{name}.json"
+        if path.exists():
+            results[name] = json.loads(path.read_text())
+    direct, landfall, litellm = (results.get(n) for n in ("direct", "landfall", "litellm"))
+
+    def sc(res: dict | None, key: str) -> dict | None:
+        return res["scenarios"].get(key) if res else None
+
+    out: list[str] = [SECTION, ""]
+    out.append(f"Measured {meta['date']} by `scripts/bench-gateway.sh` "
+               f"(duration {meta['duration']} per scenario, wrk `--timeout {meta['wrk_timeout']}`).")
+    out.append("")
+    out.append("**Machine.** " + f"{meta['nproc']} CPUs ({meta['cpu_model']}), {meta['mem']} RAM, {meta['kernel']}. "
+               "The load generator (wrk), the gateway under test and the mock upstream all run on these "
+               "same cores, so every number below includes the cost of the other two processes "
+               "competing for CPU. " + meta["pinning"])
+    out.append("")
+    out.append("**Versions.** " + f"landfall `{meta['landfall_rev']}` (release build); "
+               f"LiteLLM {meta['litellm_version']} (`litellm[proxy]`, Python {meta['python_version']}); "
+               f"{meta['wrk_version']}; mock upstream `landfall-mock-upstream --workers {meta['upstream_workers']}` "
+               "(release build of crates/testkit).")
+    out.append("")
+    out.append("**Reproduce.** `scripts/bench-gateway.sh` (env: `BENCH_DURATION=10s`, `BENCH_WARMUP=3s`, "
+               "`BENCH_WRK_TIMEOUT=10s`, `BENCH_STREAM_CHECK=500`, `BENCH_STALL_MS=25`, `BENCH_PIN=0|1`, `BENCH_LANDFALL_LOG=warn`, `BENCH_SKIP_LITELLM=1`, "
+               "`LANDFALL_BENCH_VENV=...`). Per target it runs:")
+    out.append("")
+    out.append("```")
+    for key, label, *_ in SCENARIOS:
+        cmd = None
+        for res in (direct, landfall, litellm):
+            s = sc(res, key)
+            if s:
+                cmd = s["command"]
+                break
+        if cmd:
+            envs = "BENCH_STREAM=1 " if "stream_" in key and not key.startswith("non") else ""
+            cmd = re.sub(r"http://127\.0\.0\.1:\d+", "http://127.0.0.1:PORT", cmd)
+            cmd = cmd.replace(str(LUA), "scripts/bench/chat.lua")
+            out.append(f"{envs}{cmd}    # {label}")
+    out.append("```")
+    out.append("")
+    out.append("Each request is `POST /v1/chat/completions` with body "
+               "`{\"model\":\"bench\",\"messages\":[{\"role\":\"user\",\"content\":\"hello\"}]}` "
+               "(plus `\"stream\":true` for stream; the mock replies `echo: hello`, 5 SSE events "
+               "ending in `data: [DONE]`). For streams wrk times the whole response. "
+               "`direct` is wrk against the mock upstream itself.")
+    out.append("")
+    out.append("**Setup.** " + meta["landfall_settings"] + " " + meta["litellm_settings"])
+    out.append("")
+
+    # Main table.
+    out.append("| target | scenario | req/s | p50 | p99 | non-2xx | socket errors/timeouts | CPU s: gateway / upstream / wrk / other |")
+    out.append("| --- | --- | ---: | ---: | ---: | ---: | ---: | --- |")
+    for name, res in (("direct", direct), ("landfall", landfall), ("litellm", litellm)):
+        if not res:
+            continue
+        for key, label, *_ in SCENARIOS:
+            s = sc(res, key)
+            if not s:
+                continue
+            cpu = s.get("cpu_s", {})
+            cpu_text = " / ".join(f"{cpu[k]:.1f}" if k in cpu else "–" for k in ("gateway", "upstream", "wrk", "other"))
+            out.append(f"| {name} | {label} | {fmt_rps(s['rps'])} | {fmt_us(s['p50_us'])} | {fmt_us(s['p99_us'])} "
+                       f"| {s['err_status']} | {s['errors_socket']} | {cpu_text} |")
+    out.append("")
+    out.append("CPU seconds are user+system time of each process (tree) during the scenario, out of "
+               f"{os.cpu_count()} cores × the duration; \"other\" is the rest of the machine's busy time over the "
+               "same interval (other processes, interrupts), a check that nothing else competed.")
+    out.append("")
+
+    # Added latency.
+    out.append("**Added latency at 1 request in flight** (gateway p50/p99 minus direct p50/p99):")
+    out.append("")
+    out.append("| gateway | scenario | added p50 | added p99 |")
+    out.append("| --- | --- | ---: | ---: |")
+    added = {}
+    for name, res in (("landfall", landfall), ("litellm", litellm)):
+        for key in ("nonstream_c1", "stream_c1"):
+            g, d = sc(res, key), sc(direct, key)
+            if g and d:
+                a50, a99 = g["p50_us"] - d["p50_us"], g["p99_us"] - d["p99_us"]
+                added[(name, key)] = (a50, a99)
+                label = "non-stream" if key.startswith("non") else "stream"
+                out.append(f"| {name} | {label} | {fmt_us(a50)} | {fmt_us(a99)} |")
+    out.append("")
+
+    # Ratio.
+    ratios = {}
+    if landfall and litellm:
+        out.append("**Throughput ratio landfall / LiteLLM:**")
+        out.append("")
+        out.append("| scenario | landfall req/s | LiteLLM req/s | ratio |")
+        out.append("| --- | ---: | ---: | ---: |")
+        for key, label, *_ in SCENARIOS:
+            a, b = sc(landfall, key), sc(litellm, key)
+            if a and b:
+                ratio = a["rps"] / b["rps"] if b["rps"] > 0 else float("inf")
+                ratios[key] = ratio
+                out.append(f"| {label} | {fmt_rps(a['rps'])} | {fmt_rps(b['rps'])} | {ratio:,.0f}× |")
+        out.append("")
+        out.append("LiteLLM runs one worker process, as issue 2 specifies; being Python it keeps about one "
+                   "core busy (CPU column above), while landfall's runtime uses both cores. The ratio is "
+                   "per process on this 2-core machine.")
+        out.append("")
+
+    # Memory.
+    out.append("**Peak RSS** (VmHWM from /proc after all four scenarios; for LiteLLM summed over its process tree):")
+    out.append("")
+    for name, res in (("landfall", landfall), ("litellm", litellm)):
+        if res and "memory" in res:
+            m = res["memory"]
+            idle = res.get("idle_memory", {}).get("rss_kb")
+            procs = ", ".join(f"{p['comm']}({p['pid']}) {p['hwm_kb'] / 1024:.1f} MiB" for p in m["processes"])
+            idle_text = f"; RSS before load {idle / 1024:.1f} MiB" if idle else ""
+            out.append(f"- {name}: **{m['hwm_kb'] / 1024:.1f} MiB**{idle_text} ({procs})")
+    out.append("")
+
+    # Stream stalls.
+    out.append("**Stream stalls.** wrk counts non-2xx responses and socket errors/timeouts (table above). In "
+               "addition, after the load, a Python client (`http.client`, a few clients each on one kept-alive "
+               "connection, as SDK connection pools do) sent streamed requests and checked that every "
+               "response is 200 `text/event-stream`, every event is JSON, the text is `echo: hello` and the "
+               "body ends with `data: [DONE]`; it also timed the longest pause in each response (before the first "
+               "event, between events, and from `data: [DONE]` to the end of the body):")
+    out.append("")
+    for name, res in (("direct", direct), ("landfall", landfall), ("litellm", litellm)):
+        if res and "stream_check" in res:
+            c = res["stream_check"]
+            fails = f"; failures: {c['failures']}" if c["failed"] else ""
+            out.append(f"- {name}: {c['ok']}/{c['requests']} complete ({c['parallel']} clients){fails}; "
+                       f"{c['stalled']} with a pause > {c['stall_ms']:g} ms (longest {c['max_gap_ms']:.1f} ms); "
+                       f"median time per stream {c['p50_total_ms']:.2f} ms")
+    out.append("")
+
+    # Targets.
+    out.append("**Targets from issue 2** (landfall):")
+    out.append("")
+    out.append("| target | measured | result |")
+    out.append("| --- | --- | --- |")
+    parts, verdicts = [], []
+    for key, label in (("nonstream_c1", "non-stream"), ("stream_c1", "stream")):
+        a = added.get(("landfall", key))
+        if a:
+            ok = a[1] <= 1000
+            verdicts.append(ok)
+            aim = "aim met" if a[1] <= 200 else "aim not met"
+            parts.append(f"{label}: {fmt_us(a[1])} ({'pass' if ok else 'fail'}, {aim})")
+    out.append(f"| added p99 at 1 in flight ≤ 1 ms (aim 200 µs) | {'; '.join(parts) or 'n/a'} | "
+               f"{passfail(all(verdicts) if verdicts else None)} |")
+    s = sc(landfall, "nonstream_c50")
+    out.append(f"| ≥ 10,000 req/s non-stream at 50 connections | {fmt_rps(s['rps']) if s else 'n/a'} req/s | "
+               f"{passfail(s['rps'] >= 10000 if s else None)} |")
+    if ratios:
+        low = min(ratios.values())
+        out.append(f"| ≥ 100× LiteLLM's throughput | {', '.join(f'{v:,.0f}×' for v in ratios.values())} "
+                   f"(min {low:,.0f}×) | {passfail(low >= 100)} |")
+    else:
+        out.append("| ≥ 100× LiteLLM's throughput | not measured | n/a |")
+    m = landfall.get("memory") if landfall else None
+    out.append(f"| RSS ≤ 60 MB under that load | {m['hwm_kb'] / 1024:.1f} MiB peak | "
+               f"{passfail(m['hwm_kb'] * 1024 <= 60e6 if m else None)} |" if m else
+               "| RSS ≤ 60 MB under that load | n/a | n/a |")
+    stalls = None
+    if landfall:
+        bad = sum(sc(landfall, k)["err_status"] + sc(landfall, k)["errors_socket"]
+                  for k in ("stream_c1", "stream_c50") if sc(landfall, k))
+        chk = landfall.get("stream_check", {})
+        stalls = bad == 0 and chk.get("failed", 1) == 0 and chk.get("stalled", 1) == 0
+        out.append(f"| no stream stalls | {bad} wrk errors in stream runs; "
+                   f"{chk.get('ok', 0)}/{chk.get('requests', 0)} checked streams end in `data: [DONE]`; "
+                   f"{chk.get('stalled', 'n/a')} paused > {chk.get('stall_ms', 0):g} ms "
+                   f"(longest {chk.get('max_gap_ms', 0):.1f} ms) | {passfail(stalls)} |")
+    out.append("")
+    if meta.get("notes"):
+        out.append("**Notes.** " + meta["notes"])
+        out.append("")
+
+    text = "\n".join(out).rstrip() + "\n"
+    print(text)
+    update_docs(Path(args.docs), text)
+    log(f"wrote {args.docs}")
+
+
+def update_docs(path: Path, section: str) -> None:
+    existing = path.read_text() if path.exists() else "# Benchmarks\n"
+    lines = existing.splitlines(keepends=True)
+    start = next((i for i, l in enumerate(lines) if l.rstrip() == SECTION), None)
+    if start is None:
+        new = existing.rstrip("\n") + "\n\n" + section
+    else:
+        end = next((i for i in range(start + 1, len(lines))
+                    if lines[i].startswith("## ") or lines[i].startswith("# ")), len(lines))
+        rest = "".join(lines[end:])
+        new = "".join(lines[:start]) + section + ("\n" + rest if rest else "")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(new)
+
+
+# ---------------------------------------------------------------- main
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = parser.add_subparsers(dest="command", required=True)
+    m = sub.add_parser("measure")
+    m.add_argument("--name", required=True)
+    m.add_argument("--url", required=True)
+    m.add_argument("--out", required=True)
+    m.add_argument("--pid", type=int, help="gateway process (its whole tree is measured)")
+    m.add_argument("--upstream-pid", type=int)
+    m.add_argument("--duration", default="10s")
+    m.add_argument("--warmup", default="3s")
+    m.add_argument("--timeout", default="10s")
+    m.add_argument("--wrk-cpus", default=None)
+    m.add_argument("--stream-check", type=int, default=0)
+    m.add_argument("--stream-check-parallel", type=int, default=4)
+    m.add_argument("--stall-ms", type=float, default=25.0,
+                   help="a pause longer than this inside a streamed response counts as a stall")
+    r = sub.add_parser("report")
+    r.add_argument("--meta", required=True)
+    r.add_argument("--results", required=True)
+    r.add_argument("--docs", required=True)
+    args = parser.parse_args()
+    if args.command == "measure":
+        url = urllib.parse.urlsplit(args.url)
+        if url.hostname not in ("127.0.0.1", "localhost", "::1"):
+            raise SystemExit("only loopback targets are allowed")
+        measure(args)
+    else:
+        report(args)
+
+
+if __name__ == "__main__":
+    main()
