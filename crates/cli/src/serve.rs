@@ -21,7 +21,11 @@ pub(crate) fn run(config_path: Option<&Path>, listen: Option<SocketAddr>) -> any
     if let Some(listen) = listen {
         config.server.listen = listen;
     }
-    let runtime = tokio::runtime::Builder::new_multi_thread()
+    let mut runtime = tokio::runtime::Builder::new_multi_thread();
+    if config.server.worker_threads > 0 {
+        runtime.worker_threads(config.server.worker_threads);
+    }
+    let runtime = runtime
         .enable_all()
         .build()
         .context("cannot start the async runtime")?;
@@ -46,8 +50,7 @@ async fn serve(config: landfall_config::Config) -> anyhow::Result<()> {
 
     let grace = Duration::from_millis(config.server.shutdown_grace_ms);
     let (stopping_tx, stopping_rx) = tokio::sync::oneshot::channel::<()>();
-    let router = landfall_server::router(state.clone());
-    let server = axum::serve(listener, router).with_graceful_shutdown(async move {
+    let server = landfall_server::serve(listener, state.clone(), async move {
         shutdown_signal().await;
         state.set_ready(false);
         tracing::info!(
@@ -56,8 +59,7 @@ async fn serve(config: landfall_config::Config) -> anyhow::Result<()> {
         );
         let _ = stopping_tx.send(());
     });
-    let server = tokio::spawn(async move { server.await });
-    let mut server = server;
+    let mut server = tokio::spawn(server);
     tokio::select! {
         result = &mut server => return result.context("server task failed")?.context("server failed"),
         _ = stopping_rx => {}

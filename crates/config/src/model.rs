@@ -28,6 +28,8 @@ pub struct ServerConfig {
     pub max_body_bytes: usize,
     /// How long in-flight requests may take to finish after a shutdown signal.
     pub shutdown_grace_ms: u64,
+    /// Threads serving requests; 0 means one per CPU.
+    pub worker_threads: usize,
 }
 
 impl Default for ServerConfig {
@@ -36,6 +38,7 @@ impl Default for ServerConfig {
             listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
             max_body_bytes: 16 * 1024 * 1024,
             shutdown_grace_ms: 10_000,
+            worker_threads: 0,
         }
     }
 }

@@ -148,7 +148,7 @@ impl Gateway {
             })
             .await?;
         let usage = served.value.usage.as_ref();
-        tracing::info!(
+        tracing::debug!(
             model = %request.model,
             target = %served.target,
             attempts = served.attempts,

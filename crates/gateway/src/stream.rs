@@ -60,7 +60,7 @@ impl Drop for StreamLedger {
         let (prompt_tokens, completion_tokens) = self.usage.as_ref().map_or((0, 0), |usage| {
             (usage.prompt_tokens, usage.completion_tokens)
         });
-        tracing::info!(
+        tracing::debug!(
             model = %self.model,
             target = %self.target,
             prompt_tokens,

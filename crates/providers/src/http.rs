@@ -19,7 +19,7 @@ const MAX_ERROR_BODY_BYTES: usize = 64 * 1024;
 
 pub(crate) struct HttpClient {
     client: reqwest::Client,
-    base_url: String,
+    base_url: reqwest::Url,
     first_byte_timeout: Duration,
     total_timeout: Duration,
     stream_idle_timeout: Duration,
@@ -54,24 +54,37 @@ impl HttpClient {
             })?;
         Ok(Self {
             client,
-            base_url: settings.base_url.trim_end_matches('/').to_owned(),
+            base_url: reqwest::Url::parse(&format!("{}/", settings.base_url.trim_end_matches('/')))
+                .map_err(|error| BuildError::Client {
+                    reason: format!("invalid base_url: {error}"),
+                })?,
             first_byte_timeout: Duration::from_millis(settings.first_byte_timeout_ms),
             total_timeout: Duration::from_millis(settings.timeout_ms),
             stream_idle_timeout: Duration::from_millis(settings.stream_idle_timeout_ms),
         })
     }
 
-    /// POSTs a JSON body to `base_url + path` and waits for a successful response's headers.
+    /// The URL of an endpoint under the base URL (`"chat/completions"`), parsed once when an
+    /// adapter is built rather than on every request.
+    pub(crate) fn endpoint(&self, path: &str) -> Result<reqwest::Url, BuildError> {
+        self.base_url
+            .join(path)
+            .map_err(|error| BuildError::Client {
+                reason: format!("invalid endpoint {path}: {error}"),
+            })
+    }
+
+    /// POSTs a JSON body to `url` and waits for a successful response's headers.
     /// Error statuses become [`ProviderError::Status`], classified by `error_fields`.
     pub(crate) async fn post(
         &self,
-        path: &str,
+        url: &reqwest::Url,
         body: Vec<u8>,
         error_fields: fn(&serde_json::Value) -> (Option<String>, Option<String>),
     ) -> Result<reqwest::Response, ProviderError> {
         let request = self
             .client
-            .post(format!("{}{path}", self.base_url))
+            .post(url.clone())
             .header(http::header::CONTENT_TYPE, "application/json")
             .body(body)
             .send();

@@ -17,6 +17,8 @@ use crate::{BuildError, ChatModel, ChatStream, EmbeddingModel, ProviderError};
 
 pub(crate) struct OpenAi {
     http: HttpClient,
+    chat_url: reqwest::Url,
+    embeddings_url: reqwest::Url,
 }
 
 impl OpenAi {
@@ -33,18 +35,21 @@ impl OpenAi {
             value.set_sensitive(true);
             headers.insert(http::header::AUTHORIZATION, value);
         }
+        let http = HttpClient::new(settings, headers)?;
         Ok(Self {
-            http: HttpClient::new(settings, headers)?,
+            chat_url: http.endpoint("chat/completions")?,
+            embeddings_url: http.endpoint("embeddings")?,
+            http,
         })
     }
 
     async fn exchange<T: serde::de::DeserializeOwned>(
         &self,
-        path: &str,
+        url: &reqwest::Url,
         body: Vec<u8>,
     ) -> Result<T, ProviderError> {
         let started = Instant::now();
-        let response = self.http.post(path, body, error_fields).await?;
+        let response = self.http.post(url, body, error_fields).await?;
         self.http.read_json(response, started).await
     }
 }
@@ -88,7 +93,7 @@ impl ChatModel for OpenAi {
         upstream_model.clone_into(&mut body.model);
         body.stream = None;
         body.stream_options = None;
-        self.exchange("/chat/completions", serialize(&body)?).await
+        self.exchange(&self.chat_url, serialize(&body)?).await
     }
 
     async fn chat_stream(
@@ -106,7 +111,7 @@ impl ChatModel for OpenAi {
             .include_usage = Some(true);
         let response = self
             .http
-            .post("/chat/completions", serialize(&body)?, error_fields)
+            .post(&self.chat_url, serialize(&body)?, error_fields)
             .await?;
         Ok(chunks(self.http.events(response)).boxed())
     }
@@ -121,7 +126,9 @@ impl EmbeddingModel for OpenAi {
     ) -> Result<EmbeddingResponse, ProviderError> {
         let mut body = request.clone();
         upstream_model.clone_into(&mut body.model);
-        let response: EmbeddingResponse = self.exchange("/embeddings", serialize(&body)?).await?;
+        let response: EmbeddingResponse = self
+            .exchange(&self.embeddings_url, serialize(&body)?)
+            .await?;
         if response.data.len() != request.input.len() {
             return Err(ProviderError::invalid_response(format!(
                 "{} embeddings for {} inputs",

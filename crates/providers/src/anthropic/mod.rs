@@ -16,11 +16,11 @@ use tokio::time::Instant;
 use crate::http::HttpClient;
 use crate::{BuildError, ChatModel, ChatStream, ProviderError};
 
-const MESSAGES_PATH: &str = "/messages";
-
 /// The Messages API adapter.
 pub(crate) struct Anthropic {
     http: HttpClient,
+    /// `{base_url}/messages`.
+    messages_url: reqwest::Url,
     /// Sent as `max_tokens` when the client gives none, since the API requires one.
     default_max_tokens: u32,
 }
@@ -46,8 +46,10 @@ impl Anthropic {
             HeaderName::from_static("anthropic-version"),
             header_value("anthropic-version", version)?,
         );
+        let http = HttpClient::new(settings, headers)?;
         Ok(Self {
-            http: HttpClient::new(settings, headers)?,
+            messages_url: http.endpoint("messages")?,
+            http,
             default_max_tokens,
         })
     }
@@ -95,7 +97,10 @@ impl ChatModel for Anthropic {
     ) -> Result<ChatResponse, ProviderError> {
         let body = self.body(request, upstream_model, false)?;
         let started = Instant::now();
-        let response = self.http.post(MESSAGES_PATH, body, error_fields).await?;
+        let response = self
+            .http
+            .post(&self.messages_url, body, error_fields)
+            .await?;
         let message: convert::MessagesResponse = self.http.read_json(response, started).await?;
         Ok(convert::response(message))
     }
@@ -106,7 +111,10 @@ impl ChatModel for Anthropic {
         upstream_model: &str,
     ) -> Result<ChatStream, ProviderError> {
         let body = self.body(request, upstream_model, true)?;
-        let response = self.http.post(MESSAGES_PATH, body, error_fields).await?;
+        let response = self
+            .http
+            .post(&self.messages_url, body, error_fields)
+            .await?;
         Ok(stream::chunks(self.http.events(response)).boxed())
     }
 }

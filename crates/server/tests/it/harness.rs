@@ -3,7 +3,7 @@
 use std::net::SocketAddr;
 
 use landfall_config::{Environment, from_toml};
-use landfall_server::{AppState, router};
+use landfall_server::{AppState, serve};
 use serde_json::{Value, json};
 
 pub struct Landfall {
@@ -28,7 +28,9 @@ pub async fn start(config: &str) -> Landfall {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let address = listener.local_addr().unwrap();
     let task = tokio::spawn(async move {
-        axum::serve(listener, router(state)).await.unwrap();
+        serve(listener, state, std::future::pending())
+            .await
+            .unwrap();
     });
     let client = reqwest::Client::builder().build().unwrap();
     Landfall {
