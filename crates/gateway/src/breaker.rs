@@ -2,7 +2,7 @@
 //! for a cool-down; a `Retry-After` keeps it skipped at least that long. After the cool-down
 //! the next request tries it again, and one more failure opens it again at once.
 
-use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use std::time::Duration;
 
 use tokio::time::Instant;
@@ -14,6 +14,9 @@ pub(crate) struct Breaker {
     consecutive_failures: AtomicU32,
     /// Milliseconds after `origin` until which the target is skipped; 0 when closed.
     open_until_ms: AtomicU64,
+    /// Whether the last failure was a rate limit, so a skipped target can be reported as
+    /// rate limited rather than unavailable.
+    last_failure_rate_limited: AtomicBool,
 }
 
 impl Breaker {
@@ -22,6 +25,7 @@ impl Breaker {
             origin,
             consecutive_failures: AtomicU32::new(0),
             open_until_ms: AtomicU64::new(0),
+            last_failure_rate_limited: AtomicBool::new(false),
         }
     }
 
@@ -42,15 +46,24 @@ impl Breaker {
         }
     }
 
+    /// Whether the failure that opened the breaker was a rate limit.
+    pub(crate) fn rate_limited(&self) -> bool {
+        self.last_failure_rate_limited.load(Ordering::Relaxed)
+    }
+
     /// Counts a failure; opens the breaker for `cooldown` at `threshold` failures in a row, and
-    /// for at least `retry_after` when the upstream asked for it.
+    /// for at least `retry_after` when a rate-limited upstream asked for it. `rate_limit` is
+    /// `Some(retry_after)` when the failure was a rate limit.
     pub(crate) fn record_failure(
         &self,
         now: Instant,
         threshold: u32,
         cooldown: Duration,
-        retry_after: Option<Duration>,
+        rate_limit: Option<Option<Duration>>,
     ) {
+        self.last_failure_rate_limited
+            .store(rate_limit.is_some(), Ordering::Relaxed);
+        let retry_after = rate_limit.flatten();
         let failures = self
             .consecutive_failures
             .fetch_add(1, Ordering::Relaxed)
@@ -106,7 +119,8 @@ mod tests {
     fn retry_after_opens_immediately() {
         let origin = Instant::now();
         let breaker = Breaker::new(origin);
-        breaker.record_failure(origin, 5, COOLDOWN, Some(Duration::from_secs(2)));
+        breaker.record_failure(origin, 5, COOLDOWN, Some(Some(Duration::from_secs(2))));
+        assert!(breaker.rate_limited());
         assert_eq!(breaker.open_for(origin), Some(Duration::from_secs(2)));
         assert_eq!(breaker.open_for(origin + Duration::from_secs(3)), None);
     }

@@ -13,10 +13,13 @@ pub enum GatewayError {
         model: String,
         operation: &'static str,
     },
+    /// Every target was skipped by its circuit breaker; `rate_limited` when each was opened
+    /// by a rate limit.
     #[error("every target of `{model}` is cooling down after failures")]
     Unavailable {
         model: String,
         retry_after: Option<Duration>,
+        rate_limited: bool,
     },
     #[error("`{model}` failed at {target} after {attempts} attempt(s): {error}")]
     Upstream {
@@ -34,7 +37,13 @@ impl GatewayError {
         match self {
             Self::UnknownModel { .. } => ErrorClass::InvalidRequest,
             Self::NoCapableTarget { .. } => ErrorClass::Permanent,
-            Self::Unavailable { .. } => ErrorClass::Transient,
+            Self::Unavailable {
+                rate_limited: true, ..
+            } => ErrorClass::RateLimited,
+            Self::Unavailable {
+                rate_limited: false,
+                ..
+            } => ErrorClass::Transient,
             Self::Upstream { error, .. } => error.class(),
         }
     }

@@ -237,7 +237,10 @@ impl Gateway {
 
         let mut attempts = 0;
         let mut last_failure: Option<(ProviderError, String)> = None;
-        let mut soonest_reopening: Option<Duration> = None;
+        let mut skipped = Skipped {
+            soonest_reopening: None,
+            all_rate_limited: true,
+        };
         // After a context-length error only targets with a larger window are worth trying.
         let mut window_to_exceed: Option<Option<u32>> = None;
         let last_position = order.len() - 1;
@@ -250,14 +253,13 @@ impl Gateway {
                 continue;
             }
             if let Some(wait) = target.breaker.open_for(Instant::now()) {
-                soonest_reopening =
-                    Some(soonest_reopening.map_or(wait, |soonest| soonest.min(wait)));
+                skipped.add(wait, target.breaker.rate_limited());
                 continue;
             }
             let mut retries = 0;
             loop {
                 if attempts >= self.routing.max_attempts {
-                    return Err(exhausted(model, attempts, last_failure, soonest_reopening));
+                    return Err(exhausted(model, attempts, last_failure, &skipped));
                 }
                 attempts += 1;
                 let error = match call(Arc::clone(target)).await {
@@ -274,14 +276,13 @@ impl Gateway {
                 let class = error.class();
                 tracing::warn!(model, target = %target.label, attempt = attempts, ?class, %error, "upstream attempt failed");
                 if class.counts_against_target() {
-                    let retry_after = (class == ErrorClass::RateLimited)
-                        .then(|| error.retry_after())
-                        .flatten();
+                    let rate_limit =
+                        (class == ErrorClass::RateLimited).then(|| error.retry_after());
                     target.breaker.record_failure(
                         Instant::now(),
                         self.routing.breaker_failure_threshold,
                         Duration::from_millis(self.routing.breaker_cooldown_ms),
-                        retry_after,
+                        rate_limit,
                     );
                 }
                 let wait = match class {
@@ -315,7 +316,7 @@ impl Gateway {
                 tokio::time::sleep(wait).await;
             }
         }
-        Err(exhausted(model, attempts, last_failure, soonest_reopening))
+        Err(exhausted(model, attempts, last_failure, &skipped))
     }
 
     /// The pause before retrying the same target, or `None` to move on.
@@ -332,11 +333,27 @@ fn has_larger_window(candidate: Option<u32>, failed: Option<u32>) -> bool {
     }
 }
 
+/// Targets passed over because their breaker was open.
+struct Skipped {
+    soonest_reopening: Option<Duration>,
+    all_rate_limited: bool,
+}
+
+impl Skipped {
+    fn add(&mut self, wait: Duration, rate_limited: bool) {
+        self.soonest_reopening = Some(
+            self.soonest_reopening
+                .map_or(wait, |soonest| soonest.min(wait)),
+        );
+        self.all_rate_limited &= rate_limited;
+    }
+}
+
 fn exhausted(
     model: &str,
     attempts: u32,
     last_failure: Option<(ProviderError, String)>,
-    soonest_reopening: Option<Duration>,
+    skipped: &Skipped,
 ) -> GatewayError {
     match last_failure {
         Some((error, target)) => GatewayError::Upstream {
@@ -347,7 +364,8 @@ fn exhausted(
         },
         None => GatewayError::Unavailable {
             model: model.to_owned(),
-            retry_after: soonest_reopening,
+            retry_after: skipped.soonest_reopening,
+            rate_limited: skipped.all_rate_limited && skipped.soonest_reopening.is_some(),
         },
     }
 }

@@ -182,7 +182,21 @@ fn gateway_error(error: GatewayError) -> Mapped {
             Some("unsupported_operation"),
             format!("the model `{model}` does not support {operation}"),
         ),
-        GatewayError::Unavailable { model, .. } => mapped(
+        GatewayError::Unavailable {
+            model,
+            rate_limited: true,
+            ..
+        } => mapped(
+            StatusCode::TOO_MANY_REQUESTS,
+            "rate_limit_error",
+            Some("rate_limit_exceeded"),
+            format!("every provider of `{model}` is rate limiting requests; retry later"),
+        ),
+        GatewayError::Unavailable {
+            model,
+            rate_limited: false,
+            ..
+        } => mapped(
             StatusCode::SERVICE_UNAVAILABLE,
             "server_error",
             Some("no_available_target"),

@@ -84,9 +84,10 @@ async fn a_long_retry_after_is_passed_to_the_client() {
     assert_eq!(header(&response, "retry-after"), "120");
     let body: Value = response.json().await.unwrap();
     assert_eq!(body["error"]["code"], "rate_limit_exceeded");
-    // While it cools down, requests are refused at once without calling the upstream.
+    // While it cools down, requests are refused at once, still as rate limited, without
+    // calling the upstream.
     let response = landfall.chat(hello("chat")).await;
-    assert_eq!(response.status(), 503);
+    assert_eq!(response.status(), 429);
     assert!(header(&response, "retry-after").parse::<u64>().unwrap() > 100);
     assert_eq!(upstream.hits("/v1/chat/completions"), 1);
 }
