@@ -1,12 +1,21 @@
 //! The HTTP plumbing adapters share: one pooled client per provider, timeouts on every phase,
 //! and the translation of upstream HTTP failures into [`ProviderError`]s.
+//!
+//! Built on hyper's pooled client directly rather than reqwest: on the proxy's hot path
+//! reqwest's redirect layer re-parses every response URL, about 10% of the gateway's CPU in the
+//! benchmark (docs/benchmarks.md). Landfall follows no redirects and needs none of that.
 
-use std::sync::Once;
 use std::time::Duration;
 
 use bytes::Bytes;
 use futures::Stream;
-use http::{HeaderMap, HeaderName, HeaderValue};
+use http::{HeaderMap, HeaderName, HeaderValue, Request, Uri};
+use http_body_util::{BodyDataStream, BodyExt, Full};
+use hyper::body::Incoming;
+use hyper_rustls::HttpsConnector;
+use hyper_util::client::legacy::Client;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::{TokioExecutor, TokioTimer};
 use landfall_config::HttpSettings;
 use serde::de::DeserializeOwned;
 use tokio::time::{Instant, timeout};
@@ -17,19 +26,24 @@ use crate::sse::{self, SseEvent};
 /// Longest upstream error body read, so a misbehaving upstream cannot make us buffer much.
 const MAX_ERROR_BODY_BYTES: usize = 64 * 1024;
 
+pub(crate) type Response = http::Response<Incoming>;
+
 pub(crate) struct HttpClient {
-    client: reqwest::Client,
-    base_url: reqwest::Url,
+    client: Client<HttpsConnector<HttpConnector>, Full<Bytes>>,
+    /// Sent with every request: the adapter's credentials, the configured extras, the
+    /// content type.
+    headers: HeaderMap,
+    /// `base_url` with a trailing slash.
+    base_url: String,
     first_byte_timeout: Duration,
     total_timeout: Duration,
     stream_idle_timeout: Duration,
 }
 
 impl HttpClient {
-    /// `auth` holds the adapter's credential headers; the configured extra headers follow and
-    /// may override them.
+    /// `headers` holds the adapter's credential headers; the configured extra headers follow
+    /// and may override them.
     pub(crate) fn new(settings: &HttpSettings, mut headers: HeaderMap) -> Result<Self, BuildError> {
-        install_crypto_provider();
         for (name, value) in &settings.headers {
             let invalid = |reason: String| BuildError::InvalidHeader {
                 name: name.clone(),
@@ -42,56 +56,67 @@ impl HttpClient {
             header_value.set_sensitive(true);
             headers.insert(header_name, header_value);
         }
-        let client = reqwest::Client::builder()
-            .default_headers(headers)
-            .connect_timeout(Duration::from_millis(settings.connect_timeout_ms))
-            .tcp_nodelay(true)
+        headers.insert(
+            http::header::CONTENT_TYPE,
+            HeaderValue::from_static("application/json"),
+        );
+
+        let mut http = HttpConnector::new();
+        http.set_connect_timeout(Some(Duration::from_millis(settings.connect_timeout_ms)));
+        http.set_nodelay(true);
+        http.enforce_http(false);
+        let connector = hyper_rustls::HttpsConnectorBuilder::new()
+            .with_provider_and_platform_verifier(rustls::crypto::ring::default_provider())
+            .map_err(|error| BuildError::Client {
+                reason: format!("TLS setup failed: {error}"),
+            })?
+            .https_or_http()
+            .enable_all_versions()
+            .wrap_connector(http);
+        let client = Client::builder(TokioExecutor::new())
             .pool_idle_timeout(Duration::from_secs(90))
             .pool_max_idle_per_host(1024)
-            .build()
-            .map_err(|error| BuildError::Client {
-                reason: error.to_string(),
-            })?;
+            .pool_timer(TokioTimer::new())
+            .timer(TokioTimer::new())
+            .build(connector);
         Ok(Self {
             client,
-            base_url: reqwest::Url::parse(&format!("{}/", settings.base_url.trim_end_matches('/')))
-                .map_err(|error| BuildError::Client {
-                    reason: format!("invalid base_url: {error}"),
-                })?,
+            headers,
+            base_url: format!("{}/", settings.base_url.trim_end_matches('/')),
             first_byte_timeout: Duration::from_millis(settings.first_byte_timeout_ms),
             total_timeout: Duration::from_millis(settings.timeout_ms),
             stream_idle_timeout: Duration::from_millis(settings.stream_idle_timeout_ms),
         })
     }
 
-    /// The URL of an endpoint under the base URL (`"chat/completions"`), parsed once when an
+    /// The URI of an endpoint under the base URL (`"chat/completions"`), parsed once when an
     /// adapter is built rather than on every request.
-    pub(crate) fn endpoint(&self, path: &str) -> Result<reqwest::Url, BuildError> {
-        self.base_url
-            .join(path)
+    pub(crate) fn endpoint(&self, path: &str) -> Result<Uri, BuildError> {
+        format!("{}{path}", self.base_url)
+            .parse()
             .map_err(|error| BuildError::Client {
                 reason: format!("invalid endpoint {path}: {error}"),
             })
     }
 
-    /// POSTs a JSON body to `url` and waits for a successful response's headers.
+    /// POSTs a JSON body to `uri` and waits for a successful response's headers.
     /// Error statuses become [`ProviderError::Status`], classified by `error_fields`.
     pub(crate) async fn post(
         &self,
-        url: &reqwest::Url,
+        uri: &Uri,
         body: Vec<u8>,
         error_fields: fn(&serde_json::Value) -> (Option<String>, Option<String>),
-    ) -> Result<reqwest::Response, ProviderError> {
-        let request = self
-            .client
-            .post(url.clone())
-            .header(http::header::CONTENT_TYPE, "application/json")
-            .body(body)
-            .send();
-        let response = timeout(self.first_byte_timeout, request)
+    ) -> Result<Response, ProviderError> {
+        let mut request = Request::new(Full::new(Bytes::from(body)));
+        *request.method_mut() = http::Method::POST;
+        *request.uri_mut() = uri.clone();
+        *request.headers_mut() = self.headers.clone();
+        let response = timeout(self.first_byte_timeout, self.client.request(request))
             .await
             .map_err(|_| self.timed_out(TimeoutPhase::FirstByte))?
-            .map_err(connection_error)?;
+            .map_err(|error| ProviderError::Connection {
+                message: error_chain(&error),
+            })?;
         if response.status().is_success() {
             return Ok(response);
         }
@@ -101,16 +126,15 @@ impl HttpClient {
     /// Reads and parses a whole JSON response, within the total timeout counted from `started`.
     pub(crate) async fn read_json<T: DeserializeOwned>(
         &self,
-        response: reqwest::Response,
+        response: Response,
         started: Instant,
     ) -> Result<T, ProviderError> {
         let remaining = self.total_timeout.saturating_sub(started.elapsed());
-        let body = timeout(remaining, response.bytes())
+        let body = timeout(remaining, response.into_body().collect())
             .await
             .map_err(|_| self.timed_out(TimeoutPhase::Total))?
-            .map_err(|error| ProviderError::StreamBroken {
-                message: error_chain(&error),
-            })?;
+            .map_err(|error| body_error(&error))?
+            .to_bytes();
         parse_json(&body)
     }
 
@@ -118,10 +142,10 @@ impl HttpClient {
     /// within the first-byte timeout).
     pub(crate) fn events(
         &self,
-        response: reqwest::Response,
+        response: Response,
     ) -> impl Stream<Item = Result<SseEvent, ProviderError>> + Send + 'static + use<> {
         sse::events(
-            response.bytes_stream(),
+            BodyDataStream::new(response.into_body()),
             self.first_byte_timeout,
             self.stream_idle_timeout,
         )
@@ -141,7 +165,7 @@ impl HttpClient {
 
     async fn status_error(
         &self,
-        response: reqwest::Response,
+        response: Response,
         error_fields: fn(&serde_json::Value) -> (Option<String>, Option<String>),
     ) -> ProviderError {
         let status = response.status().as_u16();
@@ -183,16 +207,21 @@ pub(crate) fn parse_json<T: DeserializeOwned>(body: &[u8]) -> Result<T, Provider
     })
 }
 
-async fn read_prefix(mut response: reqwest::Response, limit: usize) -> Vec<u8> {
-    let mut body = Vec::new();
-    while body.len() < limit {
-        match response.chunk().await {
-            Ok(Some(chunk)) => body.extend_from_slice(&chunk),
-            Ok(None) | Err(_) => break,
+async fn read_prefix(response: Response, limit: usize) -> Vec<u8> {
+    let mut body = response.into_body();
+    let mut prefix = Vec::new();
+    while prefix.len() < limit {
+        match body.frame().await {
+            Some(Ok(frame)) => {
+                if let Some(data) = frame.data_ref() {
+                    prefix.extend_from_slice(data);
+                }
+            }
+            Some(Err(_)) | None => break,
         }
     }
-    body.truncate(limit);
-    body
+    prefix.truncate(limit);
+    prefix
 }
 
 /// `Retry-After` in seconds or as an HTTP date, or OpenAI's `retry-after-ms`.
@@ -217,12 +246,6 @@ fn retry_after(headers: &HeaderMap) -> Option<Duration> {
     )
 }
 
-fn connection_error(error: reqwest::Error) -> ProviderError {
-    ProviderError::Connection {
-        message: error_chain(&error),
-    }
-}
-
 /// The error and its sources on one line: reqwest's own message alone rarely says what broke.
 pub(crate) fn error_chain(error: &dyn std::error::Error) -> String {
     let mut message = error.to_string();
@@ -239,22 +262,14 @@ pub(crate) fn duration_ms(duration: Duration) -> u64 {
     u64::try_from(duration.as_millis()).unwrap_or(u64::MAX)
 }
 
-fn install_crypto_provider() {
-    static INSTALL: Once = Once::new();
-    INSTALL.call_once(|| {
-        // Another component may have installed one already; either is fine.
-        let _ = rustls::crypto::ring::default_provider().install_default();
-    });
-}
-
 /// Turns a byte stream error into the error a stream consumer sees.
-pub(crate) fn body_error(error: &reqwest::Error) -> ProviderError {
+pub(crate) fn body_error(error: &hyper::Error) -> ProviderError {
     ProviderError::StreamBroken {
         message: error_chain(error),
     }
 }
 
-pub(crate) type ByteResult = Result<Bytes, reqwest::Error>;
+pub(crate) type ByteResult = Result<Bytes, hyper::Error>;
 
 #[cfg(test)]
 mod tests {

@@ -17,8 +17,8 @@ use crate::{BuildError, ChatModel, ChatStream, EmbeddingModel, ProviderError};
 
 pub(crate) struct OpenAi {
     http: HttpClient,
-    chat_url: reqwest::Url,
-    embeddings_url: reqwest::Url,
+    chat_url: http::Uri,
+    embeddings_url: http::Uri,
 }
 
 impl OpenAi {
@@ -45,7 +45,7 @@ impl OpenAi {
 
     async fn exchange<T: serde::de::DeserializeOwned>(
         &self,
-        url: &reqwest::Url,
+        url: &http::Uri,
         body: Vec<u8>,
     ) -> Result<T, ProviderError> {
         let started = Instant::now();

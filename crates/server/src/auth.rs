@@ -4,16 +4,14 @@ use axum::response::Response;
 
 use crate::{ApiError, AppState};
 
-/// Requires `Authorization: Bearer <key>` with a configured key, when any is configured.
+/// Requires `Authorization: Bearer <key>` with a configured key. Installed only when keys are
+/// configured.
 pub(crate) async fn require_key(
     State(state): State<AppState>,
     request: Request,
     next: Next,
 ) -> Result<Response, ApiError> {
     let keys = &state.inner.api_keys;
-    if keys.is_empty() {
-        return Ok(next.run(request).await);
-    }
     let presented = request
         .headers()
         .get(http::header::AUTHORIZATION)

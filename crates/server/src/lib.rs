@@ -73,15 +73,18 @@ impl AppState {
 
 /// All routes.
 pub fn router(state: AppState) -> Router {
-    let api = Router::new()
+    let mut api = Router::new()
         .route("/chat/completions", post(routes::chat::completions))
         .route("/embeddings", post(routes::embeddings::create))
         .route("/models", get(routes::models::list))
-        .route("/models/{*id}", get(routes::models::retrieve))
-        .route_layer(axum::middleware::from_fn_with_state(
+        .route("/models/{*id}", get(routes::models::retrieve));
+    // No keys, no layer: the open embedded default pays nothing for authentication.
+    if !state.inner.api_keys.is_empty() {
+        api = api.route_layer(axum::middleware::from_fn_with_state(
             state.clone(),
             auth::require_key,
         ));
+    }
     Router::new()
         .nest("/v1", api)
         .route("/healthz", get(routes::health::healthz))

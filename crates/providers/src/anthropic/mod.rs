@@ -20,7 +20,7 @@ use crate::{BuildError, ChatModel, ChatStream, ProviderError};
 pub(crate) struct Anthropic {
     http: HttpClient,
     /// `{base_url}/messages`.
-    messages_url: reqwest::Url,
+    messages_url: http::Uri,
     /// Sent as `max_tokens` when the client gives none, since the API requires one.
     default_max_tokens: u32,
 }
