@@ -196,3 +196,40 @@ async fn stream_errors_before_start_map_to_statuses() {
     assert_eq!(response.status(), 429);
     assert_eq!(header(&response, "content-type"), "application/json");
 }
+
+#[tokio::test]
+async fn a_client_that_disconnects_cancels_a_pending_completion() {
+    use tokio::io::AsyncReadExt;
+    // An upstream that reads the request, never answers, and reports when its peer hangs up.
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let address = listener.local_addr().unwrap();
+    let upstream = tokio::spawn(async move {
+        let (mut socket, _) = listener.accept().await.unwrap();
+        let mut buffer = vec![0; 65536];
+        let _ = socket.read(&mut buffer).await.unwrap();
+        let started = Instant::now();
+        loop {
+            match socket.read(&mut buffer).await {
+                Ok(0) | Err(_) => return started.elapsed(),
+                Ok(_) => {}
+            }
+        }
+    });
+    let config = format!(
+        "{}[models.chat]\ntargets = [{{ provider = \"silent\" }}]\n",
+        provider("silent", &format!("http://{address}/v1"), "")
+    );
+    let landfall = start(&config).await;
+    let request =
+        landfall.chat(json!({"model": "chat", "messages": [{"role": "user", "content": "hi"}]}));
+    assert!(
+        tokio::time::timeout(Duration::from_millis(300), request)
+            .await
+            .is_err()
+    );
+    let closed_after = tokio::time::timeout(Duration::from_secs(3), upstream)
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(closed_after < Duration::from_secs(2), "{closed_after:?}");
+}
