@@ -265,64 +265,100 @@ impl Gateway {
                 let error = match call(Arc::clone(target)).await {
                     Ok(value) => {
                         target.breaker.record_success();
+                        let target = target.label.clone();
                         return Ok(Served {
                             value,
-                            target: target.label.clone(),
+                            target,
                             attempts,
                         });
                     }
                     Err(error) => error,
                 };
-                let class = error.class();
-                tracing::warn!(model, target = %target.label, attempt = attempts, ?class, %error, "upstream attempt failed");
-                if class.counts_against_target() {
-                    let rate_limit =
-                        (class == ErrorClass::RateLimited).then(|| error.retry_after());
-                    target.breaker.record_failure(
-                        Instant::now(),
-                        self.routing.breaker_failure_threshold,
-                        Duration::from_millis(self.routing.breaker_cooldown_ms),
-                        rate_limit,
-                    );
+                tracing::warn!(model, target = %target.label, attempt = attempts, class = ?error.class(), %error, "upstream attempt failed");
+                self.record_failure(target, &error);
+                let step = self.next_step(target, &error, retries, position == last_position);
+                if error.class() == ErrorClass::ContextTooLong {
+                    window_to_exceed = Some(target.context_window);
                 }
-                let wait = match class {
-                    ErrorClass::InvalidRequest => {
+                match step {
+                    Step::GiveUp => {
+                        let target = target.label.clone();
                         return Err(GatewayError::Upstream {
                             model: model.to_owned(),
-                            target: target.label.clone(),
+                            target,
                             attempts,
                             error,
                         });
                     }
-                    ErrorClass::ContextTooLong => {
-                        window_to_exceed = Some(target.context_window);
-                        None
+                    Step::NextTarget => {
+                        last_failure = Some((error, target.label.clone()));
+                        break;
                     }
-                    ErrorClass::Permanent => None,
-                    // A failure that just opened the breaker ends this target's retries.
-                    ErrorClass::Transient if target.breaker.open_for(Instant::now()).is_some() => {
-                        None
+                    Step::Retry(wait) => {
+                        last_failure = Some((error, target.label.clone()));
+                        retries += 1;
+                        tokio::time::sleep(wait).await;
                     }
-                    ErrorClass::Transient => self.retry_wait(retries, error.retry_after()),
-                    // Waiting out a rate limit is worth it only when nothing else is left.
-                    ErrorClass::RateLimited if position == last_position => {
-                        self.retry_wait(retries, error.retry_after())
-                    }
-                    ErrorClass::RateLimited => None,
-                };
-                last_failure = Some((error, target.label.clone()));
-                let Some(wait) = wait else { break };
-                retries += 1;
-                tokio::time::sleep(wait).await;
+                }
             }
         }
         Err(exhausted(model, attempts, last_failure, &skipped))
+    }
+
+    /// Feeds a failure to the target's circuit breaker, when it says something about the target.
+    fn record_failure(&self, target: &Target, error: &ProviderError) {
+        let class = error.class();
+        if !class.counts_against_target() {
+            return;
+        }
+        let rate_limit = (class == ErrorClass::RateLimited).then(|| error.retry_after());
+        target.breaker.record_failure(
+            Instant::now(),
+            self.routing.breaker_failure_threshold,
+            Duration::from_millis(self.routing.breaker_cooldown_ms),
+            rate_limit,
+        );
+    }
+
+    /// What to do after `error` from `target`, from the error's class alone.
+    fn next_step(
+        &self,
+        target: &Target,
+        error: &ProviderError,
+        retries_done: u32,
+        is_last: bool,
+    ) -> Step {
+        let retry = |wait: Option<Duration>| wait.map_or(Step::NextTarget, Step::Retry);
+        match error.class() {
+            ErrorClass::InvalidRequest => Step::GiveUp,
+            ErrorClass::ContextTooLong | ErrorClass::Permanent => Step::NextTarget,
+            // A failure that just opened the breaker ends this target's retries.
+            ErrorClass::Transient if target.breaker.open_for(Instant::now()).is_some() => {
+                Step::NextTarget
+            }
+            ErrorClass::Transient => retry(self.retry_wait(retries_done, error.retry_after())),
+            // Waiting out a rate limit is worth it only when nothing else is left.
+            ErrorClass::RateLimited if is_last => {
+                retry(self.retry_wait(retries_done, error.retry_after()))
+            }
+            ErrorClass::RateLimited => Step::NextTarget,
+        }
     }
 
     /// The pause before retrying the same target, or `None` to move on.
     fn retry_wait(&self, retries_done: u32, retry_after: Option<Duration>) -> Option<Duration> {
         retry::wait(&self.routing, retries_done, retry_after, &mut rand::rng())
     }
+}
+
+/// The decision after a failed attempt.
+enum Step {
+    /// Return the error to the client: no target would accept the request.
+    GiveUp,
+    /// Try the same target again after the pause.
+    Retry(Duration),
+    /// Move on to the next target in order.
+    NextTarget,
 }
 
 fn has_larger_window(candidate: Option<u32>, failed: Option<u32>) -> bool {
