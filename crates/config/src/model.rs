@@ -134,6 +134,9 @@ pub struct HttpSettings {
     pub api_key: Option<Secret>,
     /// Extra headers sent with every request (values may be `env::NAME`).
     pub headers: BTreeMap<String, Secret>,
+    /// HTTP proxy every connection is tunnelled through with `CONNECT`, e.g.
+    /// `http://user:password@proxy.internal:3128` (may be `env::NAME`).
+    pub proxy_url: Option<Secret>,
     pub connect_timeout_ms: u64,
     /// Until the response headers (and, for streams, the first event) arrive.
     pub first_byte_timeout_ms: u64,
@@ -148,6 +151,7 @@ pub(crate) const HTTP_KEYS: &[&str] = &[
     "base_url",
     "api_key",
     "headers",
+    "proxy_url",
     "connect_timeout_ms",
     "first_byte_timeout_ms",
     "timeout_ms",
@@ -160,6 +164,7 @@ impl Default for HttpSettings {
             base_url: String::new(),
             api_key: None,
             headers: BTreeMap::new(),
+            proxy_url: None,
             connect_timeout_ms: 5_000,
             first_byte_timeout_ms: 60_000,
             timeout_ms: 600_000,

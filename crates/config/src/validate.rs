@@ -212,6 +212,21 @@ fn check_provider(
     {
         errors.push(format!("{path}.api_key"), message);
     }
+    if let Some(proxy) = &mut http.proxy_url {
+        match proxy.resolve(environment) {
+            Err(message) => errors.push(format!("{path}.proxy_url"), message),
+            Ok(()) => match url::Url::parse(proxy.expose()) {
+                Ok(url) if url.scheme() == "http" && url.host().is_some() => {}
+                Ok(_) => errors.push(
+                    format!("{path}.proxy_url"),
+                    "must be an http:// URL with a host",
+                ),
+                Err(error) => {
+                    errors.push(format!("{path}.proxy_url"), format!("not a URL: {error}"))
+                }
+            },
+        }
+    }
     for (header, value) in &mut http.headers {
         if http::HeaderName::from_bytes(header.as_bytes()).is_err() {
             errors.push(

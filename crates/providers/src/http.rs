@@ -7,14 +7,16 @@
 
 use std::time::Duration;
 
+use base64::Engine as _;
 use bytes::Bytes;
 use futures::Stream;
 use http::{HeaderMap, HeaderName, HeaderValue, Request, Uri};
 use http_body_util::{BodyDataStream, BodyExt, Full};
 use hyper::body::Incoming;
 use hyper_rustls::HttpsConnector;
-use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::client::legacy::connect::proxy::Tunnel;
+use hyper_util::client::legacy::{Client, ResponseFuture};
 use hyper_util::rt::{TokioExecutor, TokioTimer};
 use landfall_config::HttpSettings;
 use serde::de::DeserializeOwned;
@@ -28,8 +30,23 @@ const MAX_ERROR_BODY_BYTES: usize = 64 * 1024;
 
 pub(crate) type Response = http::Response<Incoming>;
 
+/// Direct connections, or connections tunnelled through an HTTP proxy with `CONNECT`.
+enum Pool {
+    Direct(Client<HttpsConnector<HttpConnector>, Full<Bytes>>),
+    Tunnelled(Client<HttpsConnector<Tunnel<HttpConnector>>, Full<Bytes>>),
+}
+
+impl Pool {
+    fn request(&self, request: Request<Full<Bytes>>) -> ResponseFuture {
+        match self {
+            Self::Direct(client) => client.request(request),
+            Self::Tunnelled(client) => client.request(request),
+        }
+    }
+}
+
 pub(crate) struct HttpClient {
-    client: Client<HttpsConnector<HttpConnector>, Full<Bytes>>,
+    client: Pool,
     /// Sent with every request: the adapter's credentials, the configured extras, the
     /// content type.
     headers: HeaderMap,
@@ -65,20 +82,26 @@ impl HttpClient {
         http.set_connect_timeout(Some(Duration::from_millis(settings.connect_timeout_ms)));
         http.set_nodelay(true);
         http.enforce_http(false);
-        let connector = hyper_rustls::HttpsConnectorBuilder::new()
-            .with_provider_and_platform_verifier(rustls::crypto::ring::default_provider())
-            .map_err(|error| BuildError::Client {
-                reason: format!("TLS setup failed: {error}"),
-            })?
-            .https_or_http()
-            .enable_all_versions()
-            .wrap_connector(http);
-        let client = Client::builder(TokioExecutor::new())
+        let tls = || {
+            hyper_rustls::HttpsConnectorBuilder::new()
+                .with_provider_and_platform_verifier(rustls::crypto::ring::default_provider())
+                .map_err(|error| BuildError::Client {
+                    reason: format!("TLS setup failed: {error}"),
+                })
+                .map(|builder| builder.https_or_http().enable_all_versions())
+        };
+        let mut builder = Client::builder(TokioExecutor::new());
+        builder
             .pool_idle_timeout(Duration::from_secs(90))
             .pool_max_idle_per_host(1024)
             .pool_timer(TokioTimer::new())
-            .timer(TokioTimer::new())
-            .build(connector);
+            .timer(TokioTimer::new());
+        let client = match &settings.proxy_url {
+            None => Pool::Direct(builder.build(tls()?.wrap_connector(http))),
+            Some(proxy) => {
+                Pool::Tunnelled(builder.build(tls()?.wrap_connector(tunnel(proxy.expose(), http)?)))
+            }
+        };
         Ok(Self {
             client,
             headers,
@@ -198,6 +221,38 @@ impl HttpClient {
             class,
         }
     }
+}
+
+/// A `CONNECT` tunnel through `proxy_url`; credentials in the URL become `Proxy-Authorization`.
+fn tunnel(proxy_url: &str, http: HttpConnector) -> Result<Tunnel<HttpConnector>, BuildError> {
+    let invalid = |reason: String| BuildError::Client {
+        reason: format!("invalid proxy_url: {reason}"),
+    };
+    let url = url::Url::parse(proxy_url).map_err(|error| invalid(error.to_string()))?;
+    let host = url
+        .host_str()
+        .ok_or_else(|| invalid("no host".to_owned()))?;
+    let port = url.port_or_known_default().unwrap_or(80);
+    let proxy: Uri = format!("http://{host}:{port}")
+        .parse()
+        .map_err(|error: http::uri::InvalidUri| invalid(error.to_string()))?;
+    let tunnel = Tunnel::new(proxy, http);
+    if url.username().is_empty() {
+        return Ok(tunnel);
+    }
+    let user = percent_decode(url.username());
+    let password = percent_decode(url.password().unwrap_or_default());
+    let credentials =
+        base64::engine::general_purpose::STANDARD.encode(format!("{user}:{password}"));
+    let value = HeaderValue::from_str(&format!("Basic {credentials}"))
+        .map_err(|error| invalid(error.to_string()))?;
+    Ok(tunnel.with_auth(value))
+}
+
+fn percent_decode(text: &str) -> String {
+    percent_encoding::percent_decode_str(text)
+        .decode_utf8_lossy()
+        .into_owned()
 }
 
 pub(crate) fn parse_json<T: DeserializeOwned>(body: &[u8]) -> Result<T, ProviderError> {

@@ -14,6 +14,7 @@ use std::time::{Duration, Instant};
 const BIN: &str = env!("CARGO_BIN_EXE_landfall");
 
 fn example_environment(command: &mut Command) -> &mut Command {
+    command.env("OPENAI_PROXY_URL", "http://proxy.internal:3128");
     for name in [
         "LANDFALL_API_KEY",
         "OPENAI_API_KEY",

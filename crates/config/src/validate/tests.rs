@@ -73,6 +73,11 @@ timeout_ms = "soon"
 [providers.c]
 type = "cohere"
 
+[providers.e]
+type = "openai"
+base_url = "http://x/v1"
+proxy_url = "socks5://proxy:1080"
+
 [providers.d]
 base_url = "http://x"
 
@@ -94,6 +99,7 @@ targets = []
         "providers.a.api_key",
         "providers.b.timeout_ms",
         "providers.c.type",
+        "providers.e.proxy_url",
         "providers.d.type",
         "models.chat.targets[0].provider",
         "models.chat.targets[1].weight",
