@@ -315,3 +315,142 @@ impl IntoResponse for ApiError {
         response
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use landfall_providers::TimeoutPhase;
+    use serde_json::{Value, json};
+
+    fn upstream(error: ProviderError) -> ApiError {
+        ApiError::Gateway(Box::new(GatewayError::Upstream {
+            model: "m".into(),
+            target: "p/m".into(),
+            attempts: 2,
+            error,
+        }))
+    }
+
+    fn status(
+        status: u16,
+        message: &str,
+        class: ErrorClass,
+        retry_after: Option<u64>,
+    ) -> ProviderError {
+        ProviderError::Status {
+            status,
+            message: message.into(),
+            code: None,
+            retry_after: retry_after.map(Duration::from_secs),
+            class,
+        }
+    }
+
+    /// The wire contract: status, body and Retry-After for every kind of failure.
+    #[tokio::test]
+    async fn every_error_maps_to_a_status_and_an_openai_body() {
+        let cases: Vec<(ApiError, u16, Value, Option<u64>)> = vec![
+            (
+                ApiError::ModelNotFound {
+                    model: "gpt-9".into(),
+                },
+                404,
+                json!({"message": "the model `gpt-9` does not exist", "type": "invalid_request_error", "param": "model", "code": "model_not_found"}),
+                None,
+            ),
+            (
+                ApiError::PayloadTooLarge { limit_bytes: 10 },
+                413,
+                json!({"message": "the request body exceeds the limit of 10 bytes", "type": "invalid_request_error", "param": null, "code": "payload_too_large"}),
+                None,
+            ),
+            (
+                upstream(status(429, "slow down", ErrorClass::RateLimited, Some(7))),
+                429,
+                json!({"message": "the upstream provider is rate limiting requests; retry later", "type": "rate_limit_error", "param": null, "code": "rate_limit_exceeded"}),
+                Some(7),
+            ),
+            (
+                upstream(status(
+                    400,
+                    "max_tokens is too large",
+                    ErrorClass::InvalidRequest,
+                    None,
+                )),
+                400,
+                json!({"message": "max_tokens is too large", "type": "invalid_request_error", "param": null, "code": null}),
+                None,
+            ),
+            (
+                upstream(status(422, "bad schema", ErrorClass::InvalidRequest, None)),
+                422,
+                json!({"message": "bad schema", "type": "invalid_request_error", "param": null, "code": null}),
+                None,
+            ),
+            (
+                upstream(status(
+                    400,
+                    "prompt is too long",
+                    ErrorClass::ContextTooLong,
+                    None,
+                )),
+                400,
+                json!({"message": "prompt is too long", "type": "invalid_request_error", "param": null, "code": "context_length_exceeded"}),
+                None,
+            ),
+            (
+                upstream(status(
+                    401,
+                    "invalid x-api-key sk-secret",
+                    ErrorClass::Permanent,
+                    None,
+                )),
+                502,
+                json!({"message": "the upstream provider failed with HTTP 401", "type": "upstream_error", "param": null, "code": "upstream_error"}),
+                None,
+            ),
+            (
+                upstream(ProviderError::Timeout {
+                    phase: TimeoutPhase::FirstByte,
+                    timeout_ms: 5,
+                }),
+                504,
+                json!({"message": "the upstream provider timed out", "type": "upstream_error", "param": null, "code": "upstream_error"}),
+                None,
+            ),
+            (
+                upstream(ProviderError::InvalidResponse {
+                    message: "<html> at 127.0.0.1".into(),
+                }),
+                502,
+                json!({"message": "the upstream provider sent an invalid response", "type": "upstream_error", "param": null, "code": "upstream_error"}),
+                None,
+            ),
+            (
+                ApiError::Gateway(Box::new(GatewayError::Unavailable {
+                    model: "m".into(),
+                    retry_after: Some(Duration::from_millis(1_500)),
+                    rate_limited: false,
+                })),
+                503,
+                json!({"message": "every provider of `m` is cooling down after failures; retry later", "type": "server_error", "param": null, "code": "no_available_target"}),
+                Some(2),
+            ),
+        ];
+        for (error, expected_status, expected_body, expected_retry_after) in cases {
+            let label = format!("{error:?}");
+            let response = error.into_response();
+            assert_eq!(response.status().as_u16(), expected_status, "{label}");
+            let retry_after = response
+                .headers()
+                .get(http::header::RETRY_AFTER)
+                .and_then(|value| value.to_str().ok()?.parse::<u64>().ok());
+            assert_eq!(retry_after, expected_retry_after, "{label}");
+            let bytes = axum::body::to_bytes(response.into_body(), usize::MAX)
+                .await
+                .unwrap();
+            let body: Value = serde_json::from_slice(&bytes).unwrap();
+            assert_eq!(body, json!({"error": expected_body}), "{label}");
+        }
+    }
+}
