@@ -21,21 +21,6 @@ pub enum ErrorClass {
 }
 
 impl ErrorClass {
-    /// Whether the same target may be tried again after a backoff.
-    #[must_use]
-    pub fn is_retryable(self) -> bool {
-        matches!(self, Self::Transient)
-    }
-
-    /// Whether another target may serve the request.
-    #[must_use]
-    pub fn allows_fallback(self) -> bool {
-        match self {
-            Self::Transient | Self::RateLimited | Self::ContextTooLong | Self::Permanent => true,
-            Self::InvalidRequest => false,
-        }
-    }
-
     /// Whether the failure says something about the target's health (and so counts towards its
     /// circuit breaker) rather than about the request.
     #[must_use]
