@@ -34,6 +34,7 @@ pub(crate) fn run(config_path: Option<&Path>, listen: Option<SocketAddr>) -> any
 
 async fn serve(config: landfall_config::Config) -> anyhow::Result<()> {
     let state = AppState::new(&config).context("cannot build the providers")?;
+    let shutdown = shutdown_signal()?;
     let listener = tokio::net::TcpListener::bind(config.server.listen)
         .await
         .with_context(|| format!("cannot listen on {}", config.server.listen))?;
@@ -51,7 +52,7 @@ async fn serve(config: landfall_config::Config) -> anyhow::Result<()> {
     let grace = Duration::from_millis(config.server.shutdown_grace_ms);
     let (stopping_tx, stopping_rx) = tokio::sync::oneshot::channel::<()>();
     let server = landfall_server::serve(listener, state.clone(), async move {
-        shutdown_signal().await;
+        shutdown.await;
         state.set_ready(false);
         tracing::info!(
             grace_ms = grace.as_millis(),
@@ -75,28 +76,16 @@ async fn serve(config: landfall_config::Config) -> anyhow::Result<()> {
     }
 }
 
-async fn shutdown_signal() {
-    let interrupt = tokio::signal::ctrl_c();
-    #[cfg(unix)]
-    {
-        let terminate = async {
-            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-                Ok(mut signal) => {
-                    signal.recv().await;
-                }
-                Err(error) => {
-                    tracing::warn!(%error, "cannot listen for SIGTERM");
-                    std::future::pending::<()>().await;
-                }
-            }
-        };
+/// SIGINT and SIGTERM, registered when created: a signal that arrives before the server runs
+/// (right after the "listening" line, say) is still seen, instead of killing the process.
+fn shutdown_signal() -> anyhow::Result<impl Future<Output = ()> + Send + 'static> {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut interrupt = signal(SignalKind::interrupt()).context("cannot listen for SIGINT")?;
+    let mut terminate = signal(SignalKind::terminate()).context("cannot listen for SIGTERM")?;
+    Ok(async move {
         tokio::select! {
-            _ = interrupt => {}
-            () = terminate => {}
+            _ = interrupt.recv() => {}
+            _ = terminate.recv() => {}
         }
-    }
-    #[cfg(not(unix))]
-    {
-        let _ = interrupt.await;
-    }
+    })
 }
