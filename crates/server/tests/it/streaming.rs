@@ -233,3 +233,62 @@ async fn a_client_that_disconnects_cancels_a_pending_completion() {
         .unwrap();
     assert!(closed_after < Duration::from_secs(2), "{closed_after:?}");
 }
+
+#[tokio::test]
+async fn a_stream_that_goes_silent_ends_with_an_error_after_the_idle_timeout() {
+    let content =
+        r#"{"id":"x","choices":[{"index":0,"delta":{"content":"first"},"finish_reason":null}]}"#;
+    let stalled = Reply::Stream {
+        events: vec![content.to_owned(), content.to_owned()],
+        delay_ms: 1_500,
+        done: true,
+        cut: false,
+    };
+    let upstream = MockUpstream::start(Script::new().chat([stalled])).await;
+    let config = format!(
+        "{}[models.chat]\ntargets = [{{ provider = \"only\" }}]\n",
+        provider(
+            "only",
+            &upstream.base_url(),
+            "first_byte_timeout_ms = 5000\nstream_idle_timeout_ms = 300"
+        )
+    );
+    let landfall = start(&config).await;
+    let started = Instant::now();
+    let response = landfall.chat(stream_request("chat", false)).await;
+    let events = sse_data(&response.text().await.unwrap());
+    assert!(
+        started.elapsed() < Duration::from_secs(3),
+        "{:?}",
+        started.elapsed()
+    );
+    let last: Value = serde_json::from_str(events.last().unwrap()).unwrap();
+    assert_eq!(last["error"]["type"], "upstream_error", "{events:?}");
+}
+
+#[tokio::test]
+async fn a_body_that_stalls_is_cut_off_by_the_total_timeout() {
+    // Headers arrive at once, the body trickles: the whole-response timeout ends the wait.
+    let trickle = Reply::Stream {
+        events: vec!["{".to_owned(), "}".to_owned()],
+        delay_ms: 1_500,
+        done: false,
+        cut: false,
+    };
+    let upstream = MockUpstream::start(Script::new().chat([trickle])).await;
+    let config = format!(
+        "{}[routing]\nretries_per_target = 0\n[models.chat]\ntargets = [{{ provider = \"only\" }}]\n",
+        provider("only", &upstream.base_url(), "timeout_ms = 300")
+    );
+    let landfall = start(&config).await;
+    let started = Instant::now();
+    let response = landfall
+        .chat(json!({"model": "chat", "messages": [{"role": "user", "content": "hi"}]}))
+        .await;
+    assert_eq!(response.status(), 504);
+    assert!(
+        started.elapsed() < Duration::from_secs(2),
+        "{:?}",
+        started.elapsed()
+    );
+}
