@@ -20,6 +20,7 @@ use hyper_util::client::legacy::{Client, ResponseFuture};
 use hyper_util::rt::{TokioExecutor, TokioTimer};
 use landfall_config::HttpSettings;
 use serde::de::DeserializeOwned;
+use serde_json::Value;
 use tokio::time::{Instant, timeout};
 
 use crate::error::{BuildError, ProviderError, TimeoutPhase, classify_status};
@@ -62,14 +63,13 @@ impl HttpClient {
     /// and may override them.
     pub(crate) fn new(settings: &HttpSettings, mut headers: HeaderMap) -> Result<Self, BuildError> {
         for (name, value) in &settings.headers {
-            let invalid = |reason: String| BuildError::InvalidHeader {
-                name: name.clone(),
-                reason,
-            };
-            let header_name = HeaderName::from_bytes(name.as_bytes())
-                .map_err(|error| invalid(error.to_string()))?;
-            let mut header_value = HeaderValue::from_str(value.expose())
-                .map_err(|error| invalid(error.to_string()))?;
+            let header_name = HeaderName::from_bytes(name.as_bytes()).map_err(|error| {
+                BuildError::InvalidHeader {
+                    name: name.clone(),
+                    reason: error.to_string(),
+                }
+            })?;
+            let mut header_value = header_value(name, value.expose())?;
             header_value.set_sensitive(true);
             headers.insert(header_name, header_value);
         }
@@ -123,13 +123,8 @@ impl HttpClient {
     }
 
     /// POSTs a JSON body to `uri` and waits for a successful response's headers.
-    /// Error statuses become [`ProviderError::Status`], classified by `error_fields`.
-    pub(crate) async fn post(
-        &self,
-        uri: &Uri,
-        body: Vec<u8>,
-        error_fields: fn(&serde_json::Value) -> (Option<String>, Option<String>),
-    ) -> Result<Response, ProviderError> {
+    /// Error statuses become classified [`ProviderError::Status`]es.
+    pub(crate) async fn post(&self, uri: &Uri, body: Vec<u8>) -> Result<Response, ProviderError> {
         let mut request = Request::new(Full::new(Bytes::from(body)));
         *request.method_mut() = http::Method::POST;
         *request.uri_mut() = uri.clone();
@@ -143,7 +138,7 @@ impl HttpClient {
         if response.status().is_success() {
             return Ok(response);
         }
-        Err(self.status_error(response, error_fields).await)
+        Err(self.status_error(response).await)
     }
 
     /// Reads and parses a whole JSON response, within the total timeout counted from `started`.
@@ -186,11 +181,7 @@ impl HttpClient {
         }
     }
 
-    async fn status_error(
-        &self,
-        response: Response,
-        error_fields: fn(&serde_json::Value) -> (Option<String>, Option<String>),
-    ) -> ProviderError {
+    async fn status_error(&self, response: Response) -> ProviderError {
         let status = response.status().as_u16();
         let retry_after = retry_after(response.headers());
         let body = timeout(
@@ -221,6 +212,38 @@ impl HttpClient {
             class,
         }
     }
+}
+
+/// The message and code of an upstream error body: OpenAI's `{"error": {"message", "code",
+/// "type"}}`, Anthropic's `{"type": "error", "error": {"type", "message"}}` (the type serves as
+/// the code), or a bare `{"message"}` / `{"error": "…"}` as proxies and some compatible servers
+/// send.
+pub(crate) fn error_fields(body: &Value) -> (Option<String>, Option<String>) {
+    let error = body.get("error").unwrap_or(body);
+    if let Some(text) = error.as_str() {
+        return (Some(text.to_owned()), None);
+    }
+    let message = error
+        .get("message")
+        .and_then(Value::as_str)
+        .map(str::to_owned);
+    let code = error
+        .get("code")
+        .and_then(|code| {
+            code.as_str()
+                .map(str::to_owned)
+                .or_else(|| code.as_i64().map(|code| code.to_string()))
+        })
+        .or_else(|| error.get("type").and_then(Value::as_str).map(str::to_owned));
+    (message, code)
+}
+
+/// A header value, or the build error naming the header.
+pub(crate) fn header_value(name: &str, value: &str) -> Result<HeaderValue, BuildError> {
+    HeaderValue::from_str(value).map_err(|error| BuildError::InvalidHeader {
+        name: name.to_owned(),
+        reason: error.to_string(),
+    })
 }
 
 /// A `CONNECT` tunnel through `proxy_url`; credentials in the URL become `Proxy-Authorization`.

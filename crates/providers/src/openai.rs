@@ -4,7 +4,7 @@
 
 use async_trait::async_trait;
 use futures::StreamExt;
-use http::{HeaderMap, HeaderValue};
+use http::HeaderMap;
 use landfall_config::HttpSettings;
 use landfall_types::{
     ChatChunk, ChatRequest, ChatResponse, EmbeddingRequest, EmbeddingResponse, StreamOptions,
@@ -12,7 +12,7 @@ use landfall_types::{
 use serde_json::Value;
 use tokio::time::Instant;
 
-use crate::http::{HttpClient, parse_json};
+use crate::http::{HttpClient, error_fields, header_value, parse_json};
 use crate::{BuildError, ChatModel, ChatStream, EmbeddingModel, ProviderError};
 
 pub(crate) struct OpenAi {
@@ -25,13 +25,7 @@ impl OpenAi {
     pub(crate) fn new(settings: &HttpSettings) -> Result<Self, BuildError> {
         let mut headers = HeaderMap::new();
         if let Some(key) = &settings.api_key {
-            let mut value =
-                HeaderValue::from_str(&format!("Bearer {}", key.expose())).map_err(|error| {
-                    BuildError::InvalidHeader {
-                        name: "authorization".into(),
-                        reason: error.to_string(),
-                    }
-                })?;
+            let mut value = header_value("authorization", &format!("Bearer {}", key.expose()))?;
             value.set_sensitive(true);
             headers.insert(http::header::AUTHORIZATION, value);
         }
@@ -49,31 +43,9 @@ impl OpenAi {
         body: Vec<u8>,
     ) -> Result<T, ProviderError> {
         let started = Instant::now();
-        let response = self.http.post(url, body, error_fields).await?;
+        let response = self.http.post(url, body).await?;
         self.http.read_json(response, started).await
     }
-}
-
-/// `{"error": {"message", "code", "type"}}`, or a bare `{"message"}` / `{"error": "…"}` as
-/// some compatible servers send.
-pub(crate) fn error_fields(body: &Value) -> (Option<String>, Option<String>) {
-    let error = body.get("error").unwrap_or(body);
-    if let Some(text) = error.as_str() {
-        return (Some(text.to_owned()), None);
-    }
-    let message = error
-        .get("message")
-        .and_then(Value::as_str)
-        .map(str::to_owned);
-    let code = error
-        .get("code")
-        .and_then(|code| {
-            code.as_str()
-                .map(str::to_owned)
-                .or_else(|| code.as_i64().map(|code| code.to_string()))
-        })
-        .or_else(|| error.get("type").and_then(Value::as_str).map(str::to_owned));
-    (message, code)
 }
 
 fn serialize(value: &impl serde::Serialize) -> Result<Vec<u8>, ProviderError> {
@@ -109,10 +81,7 @@ impl ChatModel for OpenAi {
         body.stream_options
             .get_or_insert_with(StreamOptions::default)
             .include_usage = Some(true);
-        let response = self
-            .http
-            .post(&self.chat_url, serialize(&body)?, error_fields)
-            .await?;
+        let response = self.http.post(&self.chat_url, serialize(&body)?).await?;
         Ok(chunks(self.http.events(response)).boxed())
     }
 }

@@ -286,25 +286,21 @@ fn client_message(error: &ProviderError) -> String {
     }
 }
 
-impl ApiError {
-    /// The body and status of this error, for callers that embed it (stream error events).
-    pub(crate) fn into_parts(self) -> (StatusCode, ErrorBody, Option<Duration>) {
-        let mapped = self.mapped();
-        (
-            mapped.status,
-            ErrorBody {
-                error: mapped.detail,
-            },
-            mapped.retry_after,
-        )
+/// The body of the `error` event that ends a stream which failed after it began.
+pub(crate) fn stream_error_body(error: ProviderError) -> ErrorBody {
+    ErrorBody {
+        error: upstream_error(error).detail,
     }
 }
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        let (status, body, retry_after) = self.into_parts();
-        let mut response = (status, axum::Json(body)).into_response();
-        if let Some(retry_after) = retry_after {
+        let mapped = self.mapped();
+        let body = ErrorBody {
+            error: mapped.detail,
+        };
+        let mut response = (mapped.status, axum::Json(body)).into_response();
+        if let Some(retry_after) = mapped.retry_after {
             let seconds = retry_after.as_secs_f64().ceil().max(1.0);
             if let Ok(value) = HeaderValue::from_str(&format!("{seconds:.0}")) {
                 response

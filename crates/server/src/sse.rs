@@ -9,11 +9,9 @@ use axum::response::Response;
 use bytes::Bytes;
 use futures::StreamExt;
 use http::HeaderValue;
-use landfall_gateway::GatewayError;
 use landfall_providers::ChatStream;
-use landfall_types::ChatChunk;
 
-use crate::ApiError;
+use crate::error::stream_error_body;
 
 const DONE: &[u8] = b"data: [DONE]\n\n";
 
@@ -32,11 +30,11 @@ pub(crate) fn response(chunks: ChatStream, include_usage: bool) -> Response {
                         }
                         chunk.usage = None;
                     }
-                    Some((Ok(encode(&chunk)), Some(chunks)))
+                    Some((Ok(event(&chunk)), Some(chunks)))
                 }
                 Some(Err(error)) => {
                     tracing::warn!(%error, "stream failed after it began");
-                    Some((Ok(error_event(error)), None))
+                    Some((Ok(event(&stream_error_body(error))), None))
                 }
             };
         }
@@ -56,30 +54,13 @@ pub(crate) fn response(chunks: ChatStream, include_usage: bool) -> Response {
     response
 }
 
-fn encode(chunk: &ChatChunk) -> Bytes {
+/// One `data:` event holding `value` as JSON.
+fn event(value: &impl serde::Serialize) -> Bytes {
     let mut line = Vec::with_capacity(256);
     line.extend_from_slice(b"data: ");
-    if let Err(error) = serde_json::to_writer(&mut line, chunk) {
-        tracing::error!(%error, "cannot serialize a chunk");
+    if let Err(error) = serde_json::to_writer(&mut line, value) {
+        tracing::error!(%error, "cannot serialize a stream event");
         return Bytes::new();
-    }
-    line.extend_from_slice(b"\n\n");
-    Bytes::from(line)
-}
-
-fn error_event(error: landfall_providers::ProviderError) -> Bytes {
-    let (_, body, _) = ApiError::Gateway(Box::new(GatewayError::Upstream {
-        model: String::new(),
-        target: String::new(),
-        attempts: 0,
-        error,
-    }))
-    .into_parts();
-    let mut line = b"data: ".to_vec();
-    if serde_json::to_writer(&mut line, &body).is_err() {
-        return Bytes::from_static(
-            b"data: {\"error\":{\"message\":\"stream failed\",\"type\":\"upstream_error\"}}\n\n",
-        );
     }
     line.extend_from_slice(b"\n\n");
     Bytes::from(line)

@@ -7,13 +7,12 @@ mod stream;
 
 use async_trait::async_trait;
 use futures::StreamExt;
-use http::{HeaderMap, HeaderName, HeaderValue};
+use http::{HeaderMap, HeaderName};
 use landfall_config::HttpSettings;
 use landfall_types::{ChatRequest, ChatResponse};
-use serde_json::Value;
 use tokio::time::Instant;
 
-use crate::http::HttpClient;
+use crate::http::{HttpClient, header_value};
 use crate::{BuildError, ChatModel, ChatStream, ProviderError};
 
 /// The Messages API adapter.
@@ -68,26 +67,6 @@ impl Anthropic {
     }
 }
 
-/// A header value, or the build error naming the header.
-fn header_value(name: &str, value: &str) -> Result<HeaderValue, BuildError> {
-    HeaderValue::from_str(value).map_err(|error| BuildError::InvalidHeader {
-        name: name.to_owned(),
-        reason: error.to_string(),
-    })
-}
-
-/// `{"type":"error","error":{"type":"overloaded_error","message":"…"}}`: the message, and the
-/// error type as the code. Bodies of other shapes (a proxy's) fall back to a bare `message` or
-/// a string `error`.
-fn error_fields(body: &Value) -> (Option<String>, Option<String>) {
-    let error = body.get("error").unwrap_or(body);
-    if let Some(text) = error.as_str() {
-        return (Some(text.to_owned()), None);
-    }
-    let text = |name: &str| error.get(name).and_then(Value::as_str).map(str::to_owned);
-    (text("message"), text("type"))
-}
-
 #[async_trait]
 impl ChatModel for Anthropic {
     async fn chat(
@@ -97,10 +76,7 @@ impl ChatModel for Anthropic {
     ) -> Result<ChatResponse, ProviderError> {
         let body = self.body(request, upstream_model, false)?;
         let started = Instant::now();
-        let response = self
-            .http
-            .post(&self.messages_url, body, error_fields)
-            .await?;
+        let response = self.http.post(&self.messages_url, body).await?;
         let message: convert::MessagesResponse = self.http.read_json(response, started).await?;
         Ok(convert::response(message))
     }
@@ -111,10 +87,7 @@ impl ChatModel for Anthropic {
         upstream_model: &str,
     ) -> Result<ChatStream, ProviderError> {
         let body = self.body(request, upstream_model, true)?;
-        let response = self
-            .http
-            .post(&self.messages_url, body, error_fields)
-            .await?;
+        let response = self.http.post(&self.messages_url, body).await?;
         Ok(stream::chunks(self.http.events(response)).boxed())
     }
 }
@@ -122,6 +95,7 @@ impl ChatModel for Anthropic {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::http::error_fields;
     use serde_json::json;
 
     #[test]
