@@ -52,18 +52,17 @@ impl Breaker {
     }
 
     /// Counts a failure; opens the breaker for `cooldown` at `threshold` failures in a row, and
-    /// for at least `retry_after` when a rate-limited upstream asked for it. `rate_limit` is
-    /// `Some(retry_after)` when the failure was a rate limit.
+    /// for at least `retry_after` when the upstream asked for it.
     pub(crate) fn record_failure(
         &self,
         now: Instant,
         threshold: u32,
         cooldown: Duration,
-        rate_limit: Option<Option<Duration>>,
+        rate_limited: bool,
+        retry_after: Option<Duration>,
     ) {
         self.last_failure_rate_limited
-            .store(rate_limit.is_some(), Ordering::Relaxed);
-        let retry_after = rate_limit.flatten();
+            .store(rate_limited, Ordering::Relaxed);
         let failures = self
             .consecutive_failures
             .fetch_add(1, Ordering::Relaxed)
@@ -101,15 +100,15 @@ mod tests {
     fn opens_after_threshold_and_closes_after_cooldown() {
         let origin = Instant::now();
         let breaker = Breaker::new(origin);
-        breaker.record_failure(origin, 3, COOLDOWN, None);
-        breaker.record_failure(origin, 3, COOLDOWN, None);
+        breaker.record_failure(origin, 3, COOLDOWN, false, None);
+        breaker.record_failure(origin, 3, COOLDOWN, false, None);
         assert_eq!(breaker.open_for(origin), None);
-        breaker.record_failure(origin, 3, COOLDOWN, None);
+        breaker.record_failure(origin, 3, COOLDOWN, false, None);
         assert_eq!(breaker.open_for(origin), Some(COOLDOWN));
         let later = origin + COOLDOWN + Duration::from_millis(1);
         assert_eq!(breaker.open_for(later), None);
         // Half-open: one more failure reopens at once.
-        breaker.record_failure(later, 3, COOLDOWN, None);
+        breaker.record_failure(later, 3, COOLDOWN, false, None);
         assert!(breaker.open_for(later).is_some());
         breaker.record_success();
         assert_eq!(breaker.open_for(later), None);
@@ -119,7 +118,7 @@ mod tests {
     fn retry_after_opens_immediately() {
         let origin = Instant::now();
         let breaker = Breaker::new(origin);
-        breaker.record_failure(origin, 5, COOLDOWN, Some(Some(Duration::from_secs(2))));
+        breaker.record_failure(origin, 5, COOLDOWN, true, Some(Duration::from_secs(2)));
         assert!(breaker.rate_limited());
         assert_eq!(breaker.open_for(origin), Some(Duration::from_secs(2)));
         assert_eq!(breaker.open_for(origin + Duration::from_secs(3)), None);
@@ -129,9 +128,9 @@ mod tests {
     fn success_resets_the_count() {
         let origin = Instant::now();
         let breaker = Breaker::new(origin);
-        breaker.record_failure(origin, 2, COOLDOWN, None);
+        breaker.record_failure(origin, 2, COOLDOWN, false, None);
         breaker.record_success();
-        breaker.record_failure(origin, 2, COOLDOWN, None);
+        breaker.record_failure(origin, 2, COOLDOWN, false, None);
         assert_eq!(breaker.open_for(origin), None);
     }
 }

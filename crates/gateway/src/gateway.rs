@@ -311,12 +311,14 @@ impl Gateway {
         if !class.counts_against_target() {
             return;
         }
-        let rate_limit = (class == ErrorClass::RateLimited).then(|| error.retry_after());
+        // Only a rate limit's Retry-After says how long the target itself wants to be left alone.
+        let rate_limited = class == ErrorClass::RateLimited;
         target.breaker.record_failure(
             Instant::now(),
             self.routing.breaker_failure_threshold,
             Duration::from_millis(self.routing.breaker_cooldown_ms),
-            rate_limit,
+            rate_limited,
+            error.retry_after().filter(|_| rate_limited),
         );
     }
 

@@ -50,10 +50,7 @@ pub enum ApiError {
 
 impl From<GatewayError> for ApiError {
     fn from(error: GatewayError) -> Self {
-        match error {
-            GatewayError::UnknownModel { model } => Self::ModelNotFound { model },
-            other => Self::Gateway(Box::new(other)),
-        }
+        Self::Gateway(Box::new(error))
     }
 }
 
