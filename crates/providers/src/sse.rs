@@ -92,18 +92,14 @@ impl<S: Stream<Item = ByteResult>> Reader<S> {
 
     /// Consumes complete lines from the buffer until an event is complete.
     fn take_buffered_event(&mut self) -> Option<SseEvent> {
+        // Taken out so lines can be read in place while fields are stored.
+        let mut buffer = std::mem::take(&mut self.buffer);
         let mut consumed = 0;
         let mut dispatched = None;
-        while let Some(offset) = self.buffer[consumed..]
-            .iter()
-            .position(|&byte| byte == b'\n')
-        {
-            let end = consumed + offset;
-            let line = self.buffer[consumed..end]
-                .strip_suffix(b"\r")
-                .unwrap_or(&self.buffer[consumed..end]);
-            let line = String::from_utf8_lossy(line).into_owned();
-            consumed = end + 1;
+        while let Some(offset) = buffer[consumed..].iter().position(|&byte| byte == b'\n') {
+            let line = &buffer[consumed..consumed + offset];
+            let line = line.strip_suffix(b"\r").unwrap_or(line);
+            consumed += offset + 1;
             if line.is_empty() {
                 if let Some(event) = self.take_pending() {
                     dispatched = Some(event);
@@ -111,9 +107,10 @@ impl<S: Stream<Item = ByteResult>> Reader<S> {
                 }
                 continue;
             }
-            self.field(&line);
+            self.field(&String::from_utf8_lossy(line));
         }
-        self.buffer.drain(..consumed);
+        buffer.drain(..consumed);
+        self.buffer = buffer;
         dispatched
     }
 
