@@ -1,5 +1,6 @@
 //! The `landfall` binary: parses the command line, sets up logging, and runs a command.
 
+mod manage;
 mod serve;
 
 use std::io::IsTerminal;
@@ -62,6 +63,22 @@ enum Command {
         /// TOML configuration file.
         file: PathBuf,
     },
+    /// Manage tenants in the configured metadata store.
+    Tenants {
+        /// TOML configuration file naming the store (default: the embedded SQLite file).
+        #[arg(long, short, global = true, env = "LANDFALL_CONFIG")]
+        config: Option<PathBuf>,
+        #[command(subcommand)]
+        command: manage::TenantCommand,
+    },
+    /// Manage API keys in the configured metadata store.
+    Keys {
+        /// TOML configuration file naming the store (default: the embedded SQLite file).
+        #[arg(long, short, global = true, env = "LANDFALL_CONFIG")]
+        config: Option<PathBuf>,
+        #[command(subcommand)]
+        command: manage::KeyCommand,
+    },
 }
 
 fn main() -> ExitCode {
@@ -70,7 +87,22 @@ fn main() -> ExitCode {
     match cli.command {
         Command::Serve { config, listen } => report(serve::run(config.as_deref(), listen)),
         Command::CheckConfig { file } => check_config(&file),
+        Command::Tenants { config, command } => report(manage::tenants(config.as_deref(), command)),
+        Command::Keys { config, command } => report(manage::keys(config.as_deref(), command)),
     }
+}
+
+/// The validated configuration, or every problem in it.
+pub(crate) fn load_config(
+    path: Option<&std::path::Path>,
+) -> anyhow::Result<landfall_config::Config> {
+    landfall_config::load(path, &landfall_config::Environment::from_process()).map_err(|errors| {
+        anyhow::anyhow!(
+            "{}{errors}",
+            path.map(|path| format!("{}: ", path.display()))
+                .unwrap_or_default()
+        )
+    })
 }
 
 #[expect(clippy::print_stderr, reason = "the CLI reports failures to its user")]

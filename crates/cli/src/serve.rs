@@ -5,19 +5,10 @@ use std::path::Path;
 use std::time::Duration;
 
 use anyhow::Context;
-use landfall_config::Environment;
 use landfall_server::AppState;
 
 pub(crate) fn run(config_path: Option<&Path>, listen: Option<SocketAddr>) -> anyhow::Result<()> {
-    let mut config =
-        landfall_config::load(config_path, &Environment::from_process()).map_err(|errors| {
-            anyhow::anyhow!(
-                "{}{errors}",
-                config_path
-                    .map(|path| format!("{}: ", path.display()))
-                    .unwrap_or_default()
-            )
-        })?;
+    let mut config = crate::load_config(config_path)?;
     if let Some(listen) = listen {
         config.server.listen = listen;
     }
@@ -33,7 +24,13 @@ pub(crate) fn run(config_path: Option<&Path>, listen: Option<SocketAddr>) -> any
 }
 
 async fn serve(config: landfall_config::Config) -> anyhow::Result<()> {
-    let state = AppState::new(&config).context("cannot build the providers")?;
+    let state = AppState::start(&config).await.context("cannot start")?;
+    let result = run_server(&config, state.clone()).await;
+    state.governance().shutdown().await;
+    result
+}
+
+async fn run_server(config: &landfall_config::Config, state: AppState) -> anyhow::Result<()> {
     let shutdown = shutdown_signal()?;
     let listener = tokio::net::TcpListener::bind(config.server.listen)
         .await

@@ -5,6 +5,7 @@
 //! This crate only reads and checks; it builds nothing and opens no connection.
 
 mod environment;
+mod governance;
 mod model;
 mod secret;
 mod validate;
@@ -12,9 +13,13 @@ mod validate;
 use std::path::Path;
 
 pub use environment::Environment;
+pub use governance::{
+    AccountingConfig, AuthConfig, CacheConfig, CacheMode, KvBackend, LimitsConfig, MetadataBackend,
+    OnBackendError, Price, ShedPolicy, SheddingConfig, StorageConfig,
+};
 pub use model::{
-    AuthConfig, Config, HttpSettings, ModelConfig, ProviderConfig, ProviderKind, RoutingConfig,
-    ServerConfig, TargetConfig,
+    Config, HttpSettings, ModelConfig, ProviderConfig, ProviderKind, RoutingConfig, ServerConfig,
+    TargetConfig,
 };
 pub use secret::Secret;
 

@@ -7,6 +7,9 @@ use std::net::SocketAddr;
 use serde::Deserialize;
 
 use crate::Secret;
+use crate::governance::{
+    AccountingConfig, AuthConfig, CacheConfig, LimitsConfig, Price, SheddingConfig, StorageConfig,
+};
 
 #[derive(Debug, Clone)]
 pub struct Config {
@@ -17,6 +20,11 @@ pub struct Config {
     pub providers: BTreeMap<String, ProviderConfig>,
     /// Model names clients use, each mapped to ordered targets.
     pub models: BTreeMap<String, ModelConfig>,
+    pub storage: StorageConfig,
+    pub limits: LimitsConfig,
+    pub cache: CacheConfig,
+    pub shedding: SheddingConfig,
+    pub accounting: AccountingConfig,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -41,14 +49,6 @@ impl Default for ServerConfig {
             worker_threads: 0,
         }
     }
-}
-
-#[derive(Debug, Clone, Default, Deserialize)]
-#[serde(default, deny_unknown_fields)]
-pub struct AuthConfig {
-    /// Bearer keys accepted on `/v1/…`. Empty: no authentication (the embedded default, which
-    /// listens on loopback only).
-    pub api_keys: Vec<Secret>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -196,6 +196,26 @@ pub struct TargetConfig {
     /// Context window in tokens; lets a context-length error fall back to a larger target.
     #[serde(default)]
     pub context_window: Option<u32>,
+    /// Per million tokens; unpriced targets cost nothing in the ledger and budgets.
+    #[serde(default)]
+    pub price: Option<Price>,
+    /// Upstream calls in flight to this target at once; more wait in a queue.
+    #[serde(default)]
+    pub max_concurrency: Option<u32>,
+    /// Calls that may wait for a slot; beyond it, or after `queue_timeout_ms`, the target is
+    /// skipped as if it were rate-limited (the next target is tried).
+    #[serde(default = "default_queue_size")]
+    pub queue_size: u32,
+    #[serde(default = "default_queue_timeout_ms")]
+    pub queue_timeout_ms: u64,
+}
+
+fn default_queue_size() -> u32 {
+    64
+}
+
+fn default_queue_timeout_ms() -> u64 {
+    10_000
 }
 
 fn default_weight() -> u32 {

@@ -7,11 +7,23 @@ use serde::de::DeserializeOwned;
 
 use crate::model::HTTP_KEYS;
 use crate::{
-    AuthConfig, Config, ConfigError, ConfigErrors, Environment, HttpSettings, ModelConfig,
-    ProviderConfig, ProviderKind, RoutingConfig, ServerConfig,
+    AccountingConfig, AuthConfig, CacheConfig, Config, ConfigError, ConfigErrors, Environment,
+    HttpSettings, KvBackend, LimitsConfig, MetadataBackend, ModelConfig, ProviderConfig,
+    ProviderKind, RoutingConfig, ServerConfig, SheddingConfig, StorageConfig,
 };
 
-const SECTIONS: &[&str] = &["server", "auth", "routing", "providers", "models"];
+const SECTIONS: &[&str] = &[
+    "server",
+    "auth",
+    "routing",
+    "providers",
+    "models",
+    "storage",
+    "limits",
+    "cache",
+    "shedding",
+    "accounting",
+];
 
 #[derive(Default)]
 struct Errors(Vec<ConfigError>);
@@ -43,19 +55,24 @@ pub(crate) fn validate(
     let routing: RoutingConfig = section(&mut table, "routing", &mut errors).unwrap_or_default();
     let mut providers = providers(table.remove("providers"), &mut errors);
     let models = models(table.remove("models"), &mut errors);
+    let mut storage: StorageConfig =
+        section(&mut table, "storage", &mut errors).unwrap_or_default();
+    let limits: LimitsConfig = section(&mut table, "limits", &mut errors).unwrap_or_default();
+    let cache: CacheConfig = section(&mut table, "cache", &mut errors).unwrap_or_default();
+    let shedding: SheddingConfig = section(&mut table, "shedding", &mut errors).unwrap_or_default();
+    let accounting: AccountingConfig =
+        section(&mut table, "accounting", &mut errors).unwrap_or_default();
 
-    for (index, key) in auth.api_keys.iter_mut().enumerate() {
-        if let Err(message) = key.resolve(environment) {
-            errors.push(format!("auth.api_keys[{index}]"), message);
-        }
-    }
+    check_auth(&mut auth, environment, &mut errors);
+    check_storage(&mut storage, environment, &mut errors);
+    check_governance(&cache, &shedding, &accounting, &mut errors);
     check_server(&server, &mut errors);
     check_routing(&routing, &mut errors);
     for (name, provider) in &mut providers {
         check_provider(name, provider, environment, &mut errors);
     }
     for (name, model) in &models {
-        check_model(name, model, &providers, &mut errors);
+        check_model(name, model, &providers, &accounting, &mut errors);
     }
 
     if errors.0.is_empty() {
@@ -65,6 +82,11 @@ pub(crate) fn validate(
             routing,
             providers,
             models,
+            storage,
+            limits,
+            cache,
+            shedding,
+            accounting,
         })
     } else {
         Err(ConfigErrors(errors.0))
@@ -250,10 +272,160 @@ fn check_provider(
     }
 }
 
+fn check_auth(auth: &mut AuthConfig, environment: &Environment, errors: &mut Errors) {
+    if let Some(key) = &mut auth.admin_key {
+        match key.resolve(environment) {
+            Err(message) => errors.push("auth.admin_key", message),
+            Ok(()) if key.expose().len() < 16 => errors.push(
+                "auth.admin_key",
+                "must be at least 16 characters (e.g. `openssl rand -hex 32`)",
+            ),
+            Ok(()) => {}
+        }
+    }
+}
+
+fn check_storage(storage: &mut StorageConfig, environment: &Environment, errors: &mut Errors) {
+    match &mut storage.metadata {
+        MetadataBackend::Sqlite { path } => {
+            if path.as_os_str().is_empty() {
+                errors.push("storage.metadata.path", "must not be empty");
+            }
+        }
+        MetadataBackend::Postgres {
+            url,
+            max_connections,
+        } => {
+            check_url(
+                url,
+                environment,
+                &["postgres", "postgresql"],
+                "storage.metadata.url",
+                errors,
+            );
+            if *max_connections == 0 {
+                errors.push("storage.metadata.max_connections", "must be at least 1");
+            }
+        }
+    }
+    match &mut storage.kv {
+        KvBackend::Memory => {}
+        KvBackend::Redis {
+            url,
+            timeout_ms,
+            lease_ms,
+            ..
+        } => {
+            check_url(
+                url,
+                environment,
+                &["redis", "rediss"],
+                "storage.kv.url",
+                errors,
+            );
+            if *timeout_ms == 0 {
+                errors.push("storage.kv.timeout_ms", "must be greater than 0");
+            }
+            if *lease_ms == 0 {
+                errors.push("storage.kv.lease_ms", "must be greater than 0");
+            }
+        }
+    }
+}
+
+fn check_url(
+    url: &mut crate::Secret,
+    environment: &Environment,
+    schemes: &[&str],
+    path: &str,
+    errors: &mut Errors,
+) {
+    if let Err(message) = url.resolve(environment) {
+        errors.push(path, message);
+        return;
+    }
+    match url::Url::parse(url.expose()) {
+        Ok(parsed) if schemes.contains(&parsed.scheme()) => {}
+        // The URL may hold a password: name only its scheme.
+        Ok(parsed) => errors.push(
+            path,
+            format!(
+                "scheme `{}` is not one of {}",
+                parsed.scheme(),
+                schemes.join(", ")
+            ),
+        ),
+        Err(error) => errors.push(path, format!("not a URL: {error}")),
+    }
+}
+
+fn check_governance(
+    cache: &CacheConfig,
+    shedding: &SheddingConfig,
+    accounting: &AccountingConfig,
+    errors: &mut Errors,
+) {
+    if cache.enabled && cache.ttl_ms == 0 {
+        errors.push("cache.ttl_ms", "must be greater than 0");
+    }
+    if cache.enabled && cache.max_entry_bytes > cache.max_bytes {
+        errors.push("cache.max_entry_bytes", "must not exceed cache.max_bytes");
+    }
+    if shedding.cpu_threshold_percent == 0 || shedding.cpu_threshold_percent > 100 {
+        errors.push(
+            "shedding.cpu_threshold_percent",
+            "must be between 1 and 100",
+        );
+    }
+    if shedding.sample_interval_ms < 50 {
+        errors.push("shedding.sample_interval_ms", "must be at least 50");
+    }
+    if shedding.long_generation_tokens == 0 {
+        errors.push("shedding.long_generation_tokens", "must be greater than 0");
+    }
+    let currency = &accounting.currency;
+    if currency.len() != 3 || !currency.bytes().all(|byte| byte.is_ascii_uppercase()) {
+        errors.push(
+            "accounting.currency",
+            format!("`{currency}` is not an ISO 4217 code such as USD or CNY"),
+        );
+    }
+    if accounting.flush_interval_ms == 0 {
+        errors.push("accounting.flush_interval_ms", "must be greater than 0");
+    }
+}
+
+fn check_price(price: &crate::Price, currency: &str, path: &str, errors: &mut Errors) {
+    let components = [
+        ("input", Some(price.input)),
+        ("cached_input", price.cached_input),
+        ("output", Some(price.output)),
+    ];
+    for (name, value) in components {
+        if let Some(value) = value
+            && !(value.is_finite() && (0.0..=1e6).contains(&value))
+        {
+            errors.push(
+                format!("{path}.{name}"),
+                "must be a price per million tokens between 0 and 1000000",
+            );
+        }
+    }
+    if let Some(stated) = &price.currency
+        && stated != currency
+    {
+        errors.push(
+            format!("{path}.currency"),
+            format!("`{stated}` differs from accounting.currency `{currency}`; convert the price"),
+        );
+    }
+}
+
 fn check_model(
     name: &str,
     model: &ModelConfig,
     providers: &BTreeMap<String, ProviderConfig>,
+    accounting: &AccountingConfig,
     errors: &mut Errors,
 ) {
     let path = format!("models.{name}");
@@ -282,6 +454,20 @@ fn check_model(
         }
         if target.model.as_deref() == Some("") {
             errors.push(format!("{target_path}.model"), "must not be empty");
+        }
+        if let Some(price) = &target.price {
+            check_price(
+                price,
+                &accounting.currency,
+                &format!("{target_path}.price"),
+                errors,
+            );
+        }
+        if target.max_concurrency == Some(0) {
+            errors.push(
+                format!("{target_path}.max_concurrency"),
+                "must be at least 1",
+            );
         }
     }
 }

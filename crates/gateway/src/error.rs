@@ -21,6 +21,12 @@ pub enum GatewayError {
         retry_after: Option<Duration>,
         rate_limited: bool,
     },
+    /// Every target's concurrency slots and queue were full, or the wait timed out.
+    #[error("every target of `{model}` is at its concurrency limit")]
+    Saturated {
+        model: String,
+        retry_after: Option<Duration>,
+    },
     #[error("`{model}` failed at {target} after {attempts} attempt(s): {error}")]
     Upstream {
         model: String,
@@ -44,6 +50,7 @@ impl GatewayError {
                 rate_limited: false,
                 ..
             } => ErrorClass::Transient,
+            Self::Saturated { .. } => ErrorClass::Transient,
             Self::Upstream { error, .. } => error.class(),
         }
     }
@@ -52,7 +59,9 @@ impl GatewayError {
     #[must_use]
     pub fn retry_after(&self) -> Option<Duration> {
         match self {
-            Self::Unavailable { retry_after, .. } => *retry_after,
+            Self::Unavailable { retry_after, .. } | Self::Saturated { retry_after, .. } => {
+                *retry_after
+            }
             Self::Upstream { error, .. } => error.retry_after(),
             Self::UnknownModel { .. } | Self::NoCapableTarget { .. } => None,
         }

@@ -7,13 +7,17 @@ use std::time::Duration;
 
 use landfall_config::{Config, RoutingConfig};
 use landfall_providers::{ChatStream, Provider, ProviderError};
-use landfall_types::{ChatRequest, ChatResponse, EmbeddingRequest, EmbeddingResponse, ErrorClass};
+use landfall_types::{
+    ChatRequest, ChatResponse, EmbeddingRequest, EmbeddingResponse, ErrorClass, TokenPrice,
+};
+use tokio::sync::OwnedSemaphorePermit;
 use tokio::time::Instant;
 
 use crate::breaker::Breaker;
 use crate::error::{GatewayError, StartError};
 use crate::order::try_order;
 use crate::retry;
+use crate::slots::Slots;
 use crate::stream;
 
 /// A result and where it came from.
@@ -24,6 +28,8 @@ pub struct Served<T> {
     pub target: String,
     /// Upstream calls made, retries and fallbacks included.
     pub attempts: u32,
+    /// The serving target's price, when configured.
+    pub price: Option<TokenPrice>,
 }
 
 /// One provider + upstream model a model name may be served by.
@@ -34,8 +40,10 @@ struct Target {
     priority: u32,
     weight: u32,
     context_window: Option<u32>,
+    price: Option<TokenPrice>,
     provider: Provider,
     breaker: Breaker,
+    slots: Option<Slots>,
 }
 
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -108,8 +116,23 @@ impl Gateway {
                         priority: target.priority,
                         weight: target.weight,
                         context_window: target.context_window,
+                        price: target.price.as_ref().map(|price| {
+                            let [input, cached_input, output] = price.nanos_per_million();
+                            TokenPrice {
+                                input,
+                                cached_input,
+                                output,
+                            }
+                        }),
                         provider,
                         breaker: Breaker::new(origin),
+                        slots: target.max_concurrency.map(|max_concurrency| {
+                            Slots::new(
+                                max_concurrency,
+                                target.queue_size,
+                                Duration::from_millis(target.queue_timeout_ms),
+                            )
+                        }),
                     }))
                 })
                 .collect();
@@ -133,19 +156,34 @@ impl Gateway {
         self.models.contains_key(model)
     }
 
+    /// The highest price of each kind among `model`'s targets: what to reserve against a
+    /// budget before knowing which target will serve. `None` when no target is priced.
+    #[must_use]
+    pub fn reservation_price(&self, model: &str) -> Option<TokenPrice> {
+        self.models
+            .get(model)?
+            .iter()
+            .filter_map(|target| target.price)
+            .reduce(TokenPrice::max)
+    }
+
     /// A whole chat completion.
     ///
     /// # Errors
     /// The last failure once no target could serve the request.
     pub async fn chat(&self, request: &ChatRequest) -> Result<Served<ChatResponse>, GatewayError> {
         let served = self
-            .run(&request.model, Operation::Chat, |target| async move {
-                target
-                    .provider
-                    .chat
-                    .chat(request, &target.upstream_model)
-                    .await
-            })
+            .run(
+                &request.model,
+                Operation::Chat,
+                |target, _slot| async move {
+                    target
+                        .provider
+                        .chat
+                        .chat(request, &target.upstream_model)
+                        .await
+                },
+            )
             .await?;
         let usage = served.value.usage.as_ref();
         tracing::debug!(
@@ -170,13 +208,15 @@ impl Gateway {
         request: &ChatRequest,
     ) -> Result<Served<ChatStream>, GatewayError> {
         let served = self
-            .run(&request.model, Operation::Chat, |target| async move {
+            .run(&request.model, Operation::Chat, |target, slot| async move {
                 let upstream = target
                     .provider
                     .chat
                     .chat_stream(request, &target.upstream_model)
                     .await?;
-                stream::until_first_output(upstream).await
+                let stream = stream::until_first_output(upstream).await?;
+                // The target's slot stays taken until the stream ends or is dropped.
+                Ok(stream::holding(stream, slot))
             })
             .await?;
         let value = stream::account(served.value, request.model.clone(), served.target.clone());
@@ -191,14 +231,18 @@ impl Gateway {
         &self,
         request: &EmbeddingRequest,
     ) -> Result<Served<EmbeddingResponse>, GatewayError> {
-        self.run(&request.model, Operation::Embeddings, |target| async move {
-            let Some(embeddings) = &target.provider.embeddings else {
-                return Err(ProviderError::Unsupported {
-                    operation: "embeddings",
-                });
-            };
-            embeddings.embed(request, &target.upstream_model).await
-        })
+        self.run(
+            &request.model,
+            Operation::Embeddings,
+            |target, _slot| async move {
+                let Some(embeddings) = &target.provider.embeddings else {
+                    return Err(ProviderError::Unsupported {
+                        operation: "embeddings",
+                    });
+                };
+                embeddings.embed(request, &target.upstream_model).await
+            },
+        )
         .await
     }
 
@@ -210,7 +254,7 @@ impl Gateway {
         call: F,
     ) -> Result<Served<T>, GatewayError>
     where
-        F: Fn(Arc<Target>) -> Fut,
+        F: Fn(Arc<Target>, Option<OwnedSemaphorePermit>) -> Fut,
         Fut: Future<Output = Result<T, ProviderError>> + 'a,
     {
         let targets = self
@@ -240,6 +284,7 @@ impl Gateway {
         let mut skipped = Skipped {
             soonest_reopening: None,
             all_rate_limited: true,
+            all_saturated: true,
         };
         // After a context-length error only targets with a larger window are worth trying.
         let mut window_to_exceed: Option<Option<u32>> = None;
@@ -253,23 +298,35 @@ impl Gateway {
                 continue;
             }
             if let Some(wait) = target.breaker.open_for(Instant::now()) {
-                skipped.add(wait, target.breaker.rate_limited());
+                skipped.add(wait, target.breaker.rate_limited(), false);
                 continue;
             }
+
             let mut retries = 0;
             loop {
                 if attempts >= self.routing.max_attempts {
                     return Err(exhausted(model, attempts, last_failure, &skipped));
                 }
+                let slot = match &target.slots {
+                    None => None,
+                    Some(slots) => match slots.acquire().await {
+                        Ok(permit) => Some(permit),
+                        Err(refusal) => {
+                            tracing::warn!(model, target = %target.label, ?refusal, "target saturated");
+                            skipped.add(slots.queue_timeout(), false, true);
+                            break;
+                        }
+                    },
+                };
                 attempts += 1;
-                let error = match call(Arc::clone(target)).await {
+                let error = match call(Arc::clone(target), slot).await {
                     Ok(value) => {
                         target.breaker.record_success();
-                        let target = target.label.clone();
                         return Ok(Served {
                             value,
-                            target,
+                            target: target.label.clone(),
                             attempts,
+                            price: target.price,
                         });
                     }
                     Err(error) => error,
@@ -371,19 +428,21 @@ fn has_larger_window(candidate: Option<u32>, failed: Option<u32>) -> bool {
     }
 }
 
-/// Targets passed over because their breaker was open.
+/// Targets passed over because their breaker was open or their queue full.
 struct Skipped {
     soonest_reopening: Option<Duration>,
     all_rate_limited: bool,
+    all_saturated: bool,
 }
 
 impl Skipped {
-    fn add(&mut self, wait: Duration, rate_limited: bool) {
+    fn add(&mut self, wait: Duration, rate_limited: bool, saturated: bool) {
         self.soonest_reopening = Some(
             self.soonest_reopening
                 .map_or(wait, |soonest| soonest.min(wait)),
         );
         self.all_rate_limited &= rate_limited;
+        self.all_saturated &= saturated;
     }
 }
 
@@ -400,6 +459,12 @@ fn exhausted(
             attempts,
             error,
         },
+        None if skipped.all_saturated && skipped.soonest_reopening.is_some() => {
+            GatewayError::Saturated {
+                model: model.to_owned(),
+                retry_after: skipped.soonest_reopening,
+            }
+        }
         None => GatewayError::Unavailable {
             model: model.to_owned(),
             retry_after: skipped.soonest_reopening,

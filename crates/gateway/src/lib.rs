@@ -10,6 +10,7 @@ mod error;
 mod gateway;
 mod order;
 mod retry;
+mod slots;
 mod stream;
 
 pub use error::{GatewayError, StartError};

@@ -24,6 +24,19 @@ pub(crate) async fn until_first_output(
         .boxed())
 }
 
+/// Keeps `guard` (a target's concurrency slot) alive as long as the stream.
+pub(crate) fn holding<G: Send + 'static>(stream: ChatStream, guard: Option<G>) -> ChatStream {
+    match guard {
+        None => stream,
+        Some(guard) => stream
+            .map(move |item| {
+                let _alive = &guard;
+                item
+            })
+            .boxed(),
+    }
+}
+
 /// Passes chunks through and logs the stream's usage once it ends or is dropped, so every
 /// stream is accounted, including those the client abandons.
 pub(crate) fn account(stream: ChatStream, model: String, target: String) -> ChatStream {

@@ -4,43 +4,42 @@ use axum::response::Response;
 
 use crate::{ApiError, AppState};
 
-/// Requires `Authorization: Bearer <key>` with a configured key. Installed only when keys are
-/// configured.
+/// Resolves the caller of a `/v1/…` request from its bearer key and hands the
+/// [`Principal`](landfall_governance::Principal) to the handler as a request extension.
 pub(crate) async fn require_key(
+    State(state): State<AppState>,
+    mut request: Request,
+    next: Next,
+) -> Result<Response, ApiError> {
+    let authorization = request
+        .headers()
+        .get(http::header::AUTHORIZATION)
+        .and_then(|value| value.to_str().ok());
+    let principal = state.governance().authenticate(authorization).await?;
+    request.extensions_mut().insert(principal);
+    Ok(next.run(request).await)
+}
+
+/// Requires `Authorization: Bearer <auth.admin_key>`.
+pub(crate) async fn require_admin(
     State(state): State<AppState>,
     request: Request,
     next: Next,
 ) -> Result<Response, ApiError> {
-    let keys = &state.inner.api_keys;
     let presented = request
         .headers()
         .get(http::header::AUTHORIZATION)
         .and_then(|value| value.to_str().ok())
         .and_then(|value| value.strip_prefix("Bearer "))
-        .map(str::trim);
-    let Some(presented) = presented else {
-        return Err(ApiError::Unauthorized {
-            reason: "missing bearer API key in the Authorization header",
-        });
-    };
-    if !keys
-        .iter()
-        .any(|key| constant_time_eq(key.as_bytes(), presented.as_bytes()))
-    {
-        return Err(ApiError::Unauthorized {
-            reason: "incorrect API key provided",
-        });
+        .map(str::trim)
+        .unwrap_or_default();
+    match state.governance().check_admin_key(presented) {
+        None => Err(ApiError::Unauthorized {
+            reason: "the admin API is disabled: set auth.admin_key",
+        }),
+        Some(false) => Err(ApiError::Unauthorized {
+            reason: "incorrect admin key provided",
+        }),
+        Some(true) => Ok(next.run(request).await),
     }
-    Ok(next.run(request).await)
-}
-
-/// Compares without an early exit, so response time does not reveal how much of a key matched.
-fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
-    if a.len() != b.len() {
-        return false;
-    }
-    a.iter()
-        .zip(b)
-        .fold(0u8, |difference, (x, y)| difference | (x ^ y))
-        == 0
 }

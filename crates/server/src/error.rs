@@ -6,6 +6,7 @@ use std::time::Duration;
 use axum::response::{IntoResponse, Response};
 use http::{HeaderValue, StatusCode};
 use landfall_gateway::GatewayError;
+use landfall_governance::{AdminError, GovernanceError};
 use landfall_providers::ProviderError;
 use landfall_types::ErrorClass;
 use serde::Serialize;
@@ -46,11 +47,25 @@ pub enum ApiError {
     },
     /// Boxed: gateway errors carry the upstream's details and would bloat every `Result`.
     Gateway(Box<GatewayError>),
+    Governance(Box<GovernanceError>),
+    Admin(Box<AdminError>),
 }
 
 impl From<GatewayError> for ApiError {
     fn from(error: GatewayError) -> Self {
         Self::Gateway(Box::new(error))
+    }
+}
+
+impl From<GovernanceError> for ApiError {
+    fn from(error: GovernanceError) -> Self {
+        Self::Governance(Box::new(error))
+    }
+}
+
+impl From<AdminError> for ApiError {
+    fn from(error: AdminError) -> Self {
+        Self::Admin(Box::new(error))
     }
 }
 
@@ -73,6 +88,7 @@ struct Mapped {
     status: StatusCode,
     detail: ErrorDetail,
     retry_after: Option<Duration>,
+    headers: Vec<(&'static str, String)>,
 }
 
 fn mapped(
@@ -90,6 +106,7 @@ fn mapped(
             code,
         },
         retry_after: None,
+        headers: Vec::new(),
     }
 }
 
@@ -165,7 +182,112 @@ impl ApiError {
                 mapped
             }
             Self::Gateway(error) => gateway_error(*error),
+            Self::Governance(error) => governance_error(*error),
+            Self::Admin(error) => admin_error(*error),
         }
+    }
+}
+
+fn governance_error(error: GovernanceError) -> Mapped {
+    let message = error.to_string();
+    match error {
+        GovernanceError::Unauthorized { reason } => ApiError::Unauthorized { reason }.mapped(),
+        GovernanceError::ModelNotAllowed { .. } => {
+            let mut mapped = mapped(
+                StatusCode::FORBIDDEN,
+                "permission_error",
+                Some("model_not_allowed"),
+                message,
+            );
+            mapped.detail.param = Some("model".to_owned());
+            mapped
+        }
+        GovernanceError::RateLimited {
+            limit,
+            retry_after,
+            headers,
+            ..
+        } => {
+            let kind = if limit.starts_with("tokens") {
+                "tokens"
+            } else {
+                "requests"
+            };
+            let message = match retry_after {
+                Some(wait) => format!("{message}; retry in {:.1}s", wait.as_secs_f64()),
+                None => format!("{message}; this request alone exceeds the limit"),
+            };
+            let mut mapped = mapped(
+                StatusCode::TOO_MANY_REQUESTS,
+                kind,
+                Some("rate_limit_exceeded"),
+                message,
+            );
+            mapped.retry_after = retry_after;
+            mapped.headers = headers.pairs();
+            mapped
+        }
+        GovernanceError::QuotaExceeded { .. } => mapped(
+            StatusCode::TOO_MANY_REQUESTS,
+            "insufficient_quota",
+            Some("insufficient_quota"),
+            format!("you exceeded your current quota: {message}"),
+        ),
+        GovernanceError::Overloaded { retry_after, .. } => {
+            let mut mapped = mapped(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "server_error",
+                Some("server_overloaded"),
+                format!("{message}; set a smaller max_tokens or retry later"),
+            );
+            mapped.retry_after = Some(retry_after);
+            mapped
+        }
+        GovernanceError::LimiterUnavailable(error) => {
+            tracing::error!(%error, "request refused: rate limiting unavailable");
+            mapped(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "server_error",
+                Some("rate_limiter_unavailable"),
+                "rate limiting is temporarily unavailable; retry later".to_owned(),
+            )
+        }
+        GovernanceError::Store(error) => store_unavailable(&error),
+    }
+}
+
+fn store_unavailable(error: &dyn std::fmt::Display) -> Mapped {
+    tracing::error!(%error, "metadata store failed");
+    let mut mapped = mapped(
+        StatusCode::SERVICE_UNAVAILABLE,
+        "server_error",
+        Some("store_unavailable"),
+        "the metadata store is temporarily unavailable; retry later".to_owned(),
+    );
+    mapped.retry_after = Some(Duration::from_secs(1));
+    mapped
+}
+
+fn admin_error(error: AdminError) -> Mapped {
+    let message = error.to_string();
+    match error {
+        AdminError::Invalid { field, .. } => {
+            let mut mapped = mapped(
+                StatusCode::BAD_REQUEST,
+                INVALID,
+                Some("invalid_value"),
+                message,
+            );
+            mapped.detail.param = Some(field);
+            mapped
+        }
+        AdminError::NotFound { .. } => {
+            mapped(StatusCode::NOT_FOUND, INVALID, Some("not_found"), message)
+        }
+        AdminError::Conflict { .. } => {
+            mapped(StatusCode::CONFLICT, INVALID, Some("conflict"), message)
+        }
+        AdminError::Store(error) => store_unavailable(&error),
     }
 }
 
@@ -198,6 +320,12 @@ fn gateway_error(error: GatewayError) -> Mapped {
             "server_error",
             Some("no_available_target"),
             format!("every provider of `{model}` is cooling down after failures; retry later"),
+        ),
+        GatewayError::Saturated { model, .. } => mapped(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "server_error",
+            Some("server_overloaded"),
+            format!("every provider of `{model}` is at its concurrency limit; retry later"),
         ),
         GatewayError::Upstream {
             error,
@@ -303,6 +431,11 @@ impl IntoResponse for ApiError {
                 response
                     .headers_mut()
                     .insert(http::header::RETRY_AFTER, value);
+            }
+        }
+        for (name, value) in mapped.headers {
+            if let Ok(value) = HeaderValue::from_str(&value) {
+                response.headers_mut().insert(name, value);
             }
         }
         response

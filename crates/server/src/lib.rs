@@ -4,6 +4,7 @@
 //! Handlers parse, validate and translate; routing, retries and provider calls live in
 //! `landfall-gateway`. Nothing here knows a provider's wire format.
 
+mod admin;
 mod auth;
 mod error;
 mod extract;
@@ -18,6 +19,7 @@ use axum::routing::{get, post};
 use axum::serve::ListenerExt;
 use landfall_config::Config;
 use landfall_gateway::Gateway;
+use landfall_governance::Governance;
 
 pub use error::ApiError;
 
@@ -25,6 +27,10 @@ pub use error::ApiError;
 pub const TARGET_HEADER: &str = "x-landfall-target";
 /// Response header counting the upstream calls a request took.
 pub const ATTEMPTS_HEADER: &str = "x-landfall-attempts";
+/// Response header saying whether the response cache answered: `hit` or `miss`.
+pub const CACHE_HEADER: &str = "x-landfall-cache";
+/// Response header present when load shedding capped `max_tokens`: the bound applied.
+pub const SHED_HEADER: &str = "x-landfall-shed-max-tokens";
 
 /// What every handler shares.
 #[derive(Clone)]
@@ -34,30 +40,43 @@ pub struct AppState {
 
 struct Inner {
     gateway: Gateway,
-    api_keys: Vec<String>,
+    governance: Governance,
     max_body_bytes: usize,
     ready: AtomicBool,
 }
 
+/// Why the server's state could not be built.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error(transparent)]
+    Gateway(#[from] landfall_gateway::StartError),
+    #[error(transparent)]
+    Governance(#[from] landfall_governance::StartError),
+}
+
 impl AppState {
-    /// Builds the gateway and the server's settings from a validated configuration.
+    /// Builds the gateway over a started governance layer.
     ///
     /// # Errors
     /// When a provider cannot be built.
-    pub fn new(config: &Config) -> Result<Self, landfall_gateway::StartError> {
+    pub fn new(config: &Config, governance: Governance) -> Result<Self, StartError> {
         Ok(Self {
             inner: Arc::new(Inner {
                 gateway: Gateway::new(config)?,
-                api_keys: config
-                    .auth
-                    .api_keys
-                    .iter()
-                    .map(|key| key.expose().to_owned())
-                    .collect(),
+                governance,
                 max_body_bytes: config.server.max_body_bytes,
                 ready: AtomicBool::new(true),
             }),
         })
+    }
+
+    /// Opens the configured stores and builds everything.
+    ///
+    /// # Errors
+    /// When a store cannot be opened or a provider cannot be built.
+    pub async fn start(config: &Config) -> Result<Self, StartError> {
+        let governance = Governance::start(config).await?;
+        Self::new(config, governance)
     }
 
     /// Marks the server as not ready (during shutdown), so load balancers stop sending.
@@ -69,24 +88,27 @@ impl AppState {
     pub fn gateway(&self) -> &Gateway {
         &self.inner.gateway
     }
+
+    #[must_use]
+    pub fn governance(&self) -> &Governance {
+        &self.inner.governance
+    }
 }
 
 /// All routes.
 pub fn router(state: AppState) -> Router {
-    let mut api = Router::new()
+    let api = Router::new()
         .route("/chat/completions", post(routes::chat::completions))
         .route("/embeddings", post(routes::embeddings::create))
         .route("/models", get(routes::models::list))
-        .route("/models/{*id}", get(routes::models::retrieve));
-    // No keys, no layer: the open embedded default pays nothing for authentication.
-    if !state.inner.api_keys.is_empty() {
-        api = api.route_layer(axum::middleware::from_fn_with_state(
+        .route("/models/{*id}", get(routes::models::retrieve))
+        .route_layer(axum::middleware::from_fn_with_state(
             state.clone(),
             auth::require_key,
         ));
-    }
     Router::new()
         .nest("/v1", api)
+        .nest("/admin/v1", admin::router(state.clone()))
         .route("/healthz", get(routes::health::healthz))
         .route("/readyz", get(routes::health::readyz))
         .fallback(routes::health::not_found)

@@ -9,6 +9,7 @@
 mod chat;
 mod embedding;
 mod error_class;
+mod price;
 
 pub use chat::{
     ChatChunk, ChatMessage, ChatRequest, ChatResponse, Choice, ChunkChoice, Delta, FunctionCall,
@@ -19,6 +20,7 @@ pub use embedding::{
     Embedding, EmbeddingInput, EmbeddingRequest, EmbeddingResponse, EmbeddingUsage, EmbeddingVector,
 };
 pub use error_class::ErrorClass;
+pub use price::TokenPrice;
 
 /// Fields a type does not name, kept verbatim so they pass through.
 pub type Extra = serde_json::Map<String, serde_json::Value>;

@@ -1,16 +1,34 @@
 //! `POST /v1/embeddings`.
 
+use axum::Extension;
 use axum::extract::State;
-use axum::response::Response;
+use axum::response::{IntoResponse, Response};
+use landfall_governance::{Demand, Principal, RateLimitHeaders, Usage, text_tokens};
 use landfall_types::{EmbeddingInput, EmbeddingRequest};
 
 use crate::extract::JsonBody;
-use crate::routes::{json_response, served_headers};
+use crate::routes::{json_response, rate_limit_headers, served_headers};
 use crate::{ApiError, AppState};
 
 pub(crate) async fn create(
     State(state): State<AppState>,
+    Extension(principal): Extension<Principal>,
     JsonBody(request): JsonBody<EmbeddingRequest>,
+) -> Response {
+    let mut limits = RateLimitHeaders::default();
+    let mut response = match serve(&state, &principal, request, &mut limits).await {
+        Ok(response) => response,
+        Err(error) => error.into_response(),
+    };
+    rate_limit_headers(&mut response, &limits);
+    response
+}
+
+async fn serve(
+    state: &AppState,
+    principal: &Principal,
+    request: EmbeddingRequest,
+    limits: &mut RateLimitHeaders,
 ) -> Result<Response, ApiError> {
     if !state.gateway().has_model(&request.model) {
         return Err(ApiError::ModelNotFound {
@@ -31,7 +49,38 @@ pub(crate) async fn create(
             param: "input",
         });
     }
+    let governance = state.governance();
+    governance.authorize_model(principal, &request.model)?;
+    let prompt_tokens = match &request.input {
+        EmbeddingInput::Text(text) => text_tokens(text),
+        EmbeddingInput::Texts(texts) => texts.iter().map(|text| text_tokens(text)).sum(),
+        EmbeddingInput::Tokens(tokens) => tokens.len() as u64,
+        EmbeddingInput::TokenBatches(batches) => {
+            batches.iter().map(|batch| batch.len() as u64).sum()
+        }
+    };
+    let demand = Demand {
+        model: &request.model,
+        prompt_tokens,
+        completion_tokens: 0,
+        price: state.gateway().reservation_price(&request.model),
+    };
+    let admission = governance.admit(principal, &demand).await?;
+    *limits = admission.headers();
     let served = state.gateway().embed(&request).await?;
+    let used = served
+        .value
+        .usage
+        .as_ref()
+        .map_or(prompt_tokens, |usage| usage.prompt_tokens);
+    admission.settle(
+        &served.target,
+        Usage {
+            input_tokens: used,
+            cost_nanos: served.price.map_or(0, |price| price.cost_of(used, 0, 0)),
+            ..Usage::default()
+        },
+    );
     let mut response = json_response(&served.value);
     served_headers(&mut response, &served.target, served.attempts);
     Ok(response)

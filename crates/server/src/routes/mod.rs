@@ -5,6 +5,7 @@ pub(crate) mod models;
 
 use axum::response::Response;
 use http::HeaderValue;
+use landfall_governance::RateLimitHeaders;
 
 use crate::{ATTEMPTS_HEADER, TARGET_HEADER};
 
@@ -15,6 +16,16 @@ pub(crate) fn served_headers(response: &mut Response, target: &str, attempts: u3
         headers.insert(TARGET_HEADER, value);
     }
     headers.insert(ATTEMPTS_HEADER, HeaderValue::from(attempts));
+}
+
+/// OpenAI's `x-ratelimit-*` headers for the tightest limits the request passed.
+pub(crate) fn rate_limit_headers(response: &mut Response, limits: &RateLimitHeaders) {
+    let headers = response.headers_mut();
+    for (name, value) in limits.pairs() {
+        if let Ok(value) = HeaderValue::from_str(&value) {
+            headers.insert(name, value);
+        }
+    }
 }
 
 /// A JSON response from an already-serializable value.

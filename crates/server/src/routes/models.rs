@@ -1,7 +1,9 @@
 //! `GET /v1/models` and `GET /v1/models/{id}`: the model names clients may use.
 
+use axum::Extension;
 use axum::extract::{Path, State};
 use axum::response::Response;
+use landfall_governance::Principal;
 use serde::Serialize;
 
 use crate::routes::json_response;
@@ -30,11 +32,16 @@ fn model(id: &str) -> Model<'_> {
     }
 }
 
-pub(crate) async fn list(State(state): State<AppState>) -> Response {
+/// The models the caller's key may use.
+pub(crate) async fn list(
+    State(state): State<AppState>,
+    Extension(principal): Extension<Principal>,
+) -> Response {
     let data = state
         .gateway()
         .model_names()
         .iter()
+        .filter(|name| principal.may_use_model(name))
         .map(|name| model(name))
         .collect();
     json_response(&ModelList {
@@ -45,9 +52,10 @@ pub(crate) async fn list(State(state): State<AppState>) -> Response {
 
 pub(crate) async fn retrieve(
     State(state): State<AppState>,
+    Extension(principal): Extension<Principal>,
     Path(id): Path<String>,
 ) -> Result<Response, ApiError> {
-    if !state.gateway().has_model(&id) {
+    if !state.gateway().has_model(&id) || !principal.may_use_model(&id) {
         return Err(ApiError::ModelNotFound { model: id });
     }
     Ok(json_response(&model(&id)))

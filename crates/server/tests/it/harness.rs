@@ -9,7 +9,9 @@ use serde_json::{Value, json};
 pub struct Landfall {
     pub address: SocketAddr,
     pub client: reqwest::Client,
+    pub state: AppState,
     task: tokio::task::JoinHandle<()>,
+    _data: tempfile::TempDir,
 }
 
 impl Drop for Landfall {
@@ -21,14 +23,32 @@ impl Drop for Landfall {
 /// Fast retry settings, so tests of retries take milliseconds.
 pub const FAST_ROUTING: &str = "[routing]\nbackoff_initial_ms = 5\nbackoff_max_ms = 20\n";
 
+/// Starts Landfall on `config`. Unless the test configures them itself: anonymous requests
+/// are allowed, shedding is off (the test machine's own load must not shed), and the SQLite
+/// store lives in a fresh temporary directory.
 pub async fn start(config: &str) -> Landfall {
+    let data = tempfile::tempdir().unwrap();
+    let mut text = config.to_owned();
+    if !text.contains("[auth]") {
+        text.push_str("\n[auth]\nallow_anonymous = true\n");
+    }
+    if !text.contains("[shedding]") {
+        text.push_str("\n[shedding]\nenabled = false\n");
+    }
+    if !text.contains("[storage.metadata]") {
+        let path = data.path().join("landfall.db");
+        text.push_str(&format!(
+            "\n[storage.metadata]\ntype = \"sqlite\"\npath = {path:?}\n"
+        ));
+    }
     let config =
-        from_toml(config, &Environment::default()).unwrap_or_else(|errors| panic!("{errors}"));
-    let state = AppState::new(&config).unwrap();
+        from_toml(&text, &Environment::default()).unwrap_or_else(|errors| panic!("{errors}"));
+    let state = AppState::start(&config).await.unwrap();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let address = listener.local_addr().unwrap();
+    let served = state.clone();
     let task = tokio::spawn(async move {
-        serve(listener, state, std::future::pending())
+        serve(listener, served, std::future::pending())
             .await
             .unwrap();
     });
@@ -36,7 +56,9 @@ pub async fn start(config: &str) -> Landfall {
     Landfall {
         address,
         client,
+        state,
         task,
+        _data: data,
     }
 }
 

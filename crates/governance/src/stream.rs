@@ -1,0 +1,150 @@
+//! Streams under governance: usage is read from the stream's usage chunk and settled when the
+//! stream ends or is dropped; a stream that completes is kept for the response cache.
+
+use std::sync::Arc;
+
+use futures::StreamExt;
+use landfall_providers::ChatStream;
+use landfall_types::{ChatChunk, TokenPrice};
+
+use crate::cache::{CacheKey, CacheLookup, CachedReply};
+use crate::ledger::Usage;
+use crate::{Admission, Inner};
+
+/// Passes `stream` through, settling `admission` once it is over.
+pub(crate) fn govern(
+    inner: Arc<Inner>,
+    stream: ChatStream,
+    admission: Admission,
+    served: Served,
+    cache_key: Option<CacheKey>,
+) -> ChatStream {
+    let max_cached_bytes = inner
+        .cache
+        .as_ref()
+        .map_or(0, |cache| cache.max_entry_bytes());
+    let watch = Watch {
+        inner,
+        admission: Some(admission),
+        served,
+        usage: None,
+        output_chunks: 0,
+        cache: cache_key.map(|key| Collected {
+            key,
+            chunks: Vec::new(),
+            bytes: 0,
+            max_bytes: max_cached_bytes,
+        }),
+    };
+    futures::stream::unfold((stream, watch), |(mut stream, mut watch)| async move {
+        let item = stream.next().await;
+        match &item {
+            Some(Ok(chunk)) => watch.observe(chunk),
+            Some(Err(_)) => {
+                watch.cache = None;
+                watch.finish();
+            }
+            None => {
+                watch.store_in_cache();
+                watch.finish();
+            }
+        }
+        item.map(|item| (item, (stream, watch)))
+    })
+    .boxed()
+}
+
+/// Who served a stream and what its prompt was estimated at.
+pub(crate) struct Served {
+    pub target: String,
+    pub price: Option<TokenPrice>,
+    pub prompt_estimate: u64,
+}
+
+struct Collected {
+    key: CacheKey,
+    chunks: Vec<ChatChunk>,
+    bytes: u64,
+    max_bytes: u64,
+}
+
+struct Watch {
+    inner: Arc<Inner>,
+    admission: Option<Admission>,
+    served: Served,
+    usage: Option<landfall_types::Usage>,
+    output_chunks: u64,
+    cache: Option<Collected>,
+}
+
+impl Watch {
+    fn observe(&mut self, chunk: &ChatChunk) {
+        if let Some(usage) = &chunk.usage {
+            self.usage = Some(usage.clone());
+        }
+        if chunk.has_output() {
+            self.output_chunks += 1;
+        }
+        let Some(collected) = &mut self.cache else {
+            return;
+        };
+        // Content plus a generous allowance for the chunk's JSON framing.
+        let size = chunk
+            .choices
+            .iter()
+            .filter_map(|choice| choice.delta.content.as_ref())
+            .map(|content| content.len() as u64)
+            .sum::<u64>()
+            + 256;
+        collected.bytes += size;
+        if collected.bytes > collected.max_bytes {
+            self.cache = None;
+        } else {
+            collected.chunks.push(chunk.clone());
+        }
+    }
+
+    fn store_in_cache(&mut self) {
+        let Some(collected) = self.cache.take() else {
+            return;
+        };
+        let Some(cache) = self.inner.cache.clone() else {
+            return;
+        };
+        let reply = CachedReply::Stream {
+            chunks: collected.chunks,
+        };
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+            return;
+        };
+        runtime.spawn(async move { cache.store(&collected.key, &reply).await });
+    }
+
+    /// Settles with the reported usage, or, for a stream that ended without it (abandoned or
+    /// broken), the prompt estimate and one token per output chunk.
+    fn finish(&mut self) {
+        let Some(admission) = self.admission.take() else {
+            return;
+        };
+        let usage = match &self.usage {
+            Some(usage) => Usage::priced(usage, self.served.price),
+            None => {
+                let estimated = landfall_types::Usage {
+                    prompt_tokens: self.served.prompt_estimate,
+                    completion_tokens: self.output_chunks,
+                    total_tokens: self.served.prompt_estimate + self.output_chunks,
+                    extra: landfall_types::Extra::new(),
+                };
+                tracing::debug!(target = %self.served.target, "stream ended without usage; settling an estimate");
+                Usage::priced(&estimated, self.served.price)
+            }
+        };
+        admission.settle(&self.served.target, usage);
+    }
+}
+
+impl Drop for Watch {
+    fn drop(&mut self) {
+        self.finish();
+    }
+}

@@ -1,0 +1,180 @@
+//! `/admin/v1/…`: tenants and API keys, behind the admin key. `DELETE` revokes (records are
+//! kept for the audit trail). Bodies that do not fit get 400 naming the field.
+
+use axum::Router;
+use axum::extract::{FromRequest, Path, Query, Request, State};
+use axum::response::Response;
+use axum::routing::get;
+use http::StatusCode;
+use landfall_governance::{AdminError, KeyPatch, NewKey, NewTenant, TenantPatch};
+use serde::Deserialize;
+use serde::de::DeserializeOwned;
+
+use crate::extract::JsonBody;
+use crate::routes::json_response;
+use crate::{ApiError, AppState, auth};
+
+pub(crate) fn router(state: AppState) -> Router<AppState> {
+    Router::new()
+        .route("/tenants", get(list_tenants).post(create_tenant))
+        .route(
+            "/tenants/{id}",
+            get(get_tenant).patch(update_tenant).delete(revoke_tenant),
+        )
+        .route("/keys", get(list_keys).post(create_key))
+        .route(
+            "/keys/{id}",
+            get(get_key).patch(update_key).delete(revoke_key),
+        )
+        .route_layer(axum::middleware::from_fn_with_state(
+            state,
+            auth::require_admin,
+        ))
+}
+
+/// A JSON body whose schema errors are 400s naming the field, as admin clients expect.
+struct AdminJson<T>(T);
+
+impl<T: DeserializeOwned> FromRequest<AppState> for AdminJson<T> {
+    type Rejection = ApiError;
+
+    async fn from_request(request: Request, state: &AppState) -> Result<Self, Self::Rejection> {
+        match JsonBody::<T>::from_request(request, state).await {
+            Ok(JsonBody(value)) => Ok(Self(value)),
+            Err(ApiError::InvalidBody { detail, param }) => Err(AdminError::Invalid {
+                field: param.unwrap_or_else(|| "(body)".to_owned()),
+                message: detail,
+            }
+            .into()),
+            Err(other) => Err(other),
+        }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ListQuery {
+    #[serde(default)]
+    after: Option<String>,
+    #[serde(default)]
+    limit: u32,
+    #[serde(default)]
+    tenant_id: Option<String>,
+}
+
+fn created(value: &impl serde::Serialize) -> Response {
+    let mut response = json_response(value);
+    *response.status_mut() = StatusCode::CREATED;
+    response
+}
+
+fn query(
+    query: Result<Query<ListQuery>, axum::extract::rejection::QueryRejection>,
+) -> Result<ListQuery, ApiError> {
+    query.map(|Query(query)| query).map_err(|rejection| {
+        AdminError::Invalid {
+            field: "(query)".to_owned(),
+            message: rejection.body_text(),
+        }
+        .into()
+    })
+}
+
+async fn create_tenant(
+    State(state): State<AppState>,
+    AdminJson(input): AdminJson<NewTenant>,
+) -> Result<Response, ApiError> {
+    Ok(created(
+        &state.governance().admin().create_tenant(input).await?,
+    ))
+}
+
+async fn list_tenants(
+    State(state): State<AppState>,
+    list: Result<Query<ListQuery>, axum::extract::rejection::QueryRejection>,
+) -> Result<Response, ApiError> {
+    let list = query(list)?;
+    Ok(json_response(
+        &state
+            .governance()
+            .admin()
+            .tenants(list.after, list.limit)
+            .await?,
+    ))
+}
+
+async fn get_tenant(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<Response, ApiError> {
+    Ok(json_response(
+        &state.governance().admin().tenant(&id).await?,
+    ))
+}
+
+async fn update_tenant(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    AdminJson(patch): AdminJson<TenantPatch>,
+) -> Result<Response, ApiError> {
+    Ok(json_response(
+        &state.governance().admin().update_tenant(&id, patch).await?,
+    ))
+}
+
+async fn revoke_tenant(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<Response, ApiError> {
+    Ok(json_response(
+        &state.governance().admin().revoke_tenant(&id).await?,
+    ))
+}
+
+async fn create_key(
+    State(state): State<AppState>,
+    AdminJson(input): AdminJson<NewKey>,
+) -> Result<Response, ApiError> {
+    Ok(created(
+        &state.governance().admin().create_key(input).await?,
+    ))
+}
+
+async fn list_keys(
+    State(state): State<AppState>,
+    list: Result<Query<ListQuery>, axum::extract::rejection::QueryRejection>,
+) -> Result<Response, ApiError> {
+    let list = query(list)?;
+    let page = state
+        .governance()
+        .admin()
+        .keys(list.tenant_id.as_deref(), list.after, list.limit)
+        .await?;
+    Ok(json_response(&page))
+}
+
+async fn get_key(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<Response, ApiError> {
+    Ok(json_response(&state.governance().admin().key(&id).await?))
+}
+
+async fn update_key(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    AdminJson(patch): AdminJson<KeyPatch>,
+) -> Result<Response, ApiError> {
+    Ok(json_response(
+        &state.governance().admin().update_key(&id, patch).await?,
+    ))
+}
+
+async fn revoke_key(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<Response, ApiError> {
+    Ok(json_response(
+        &state.governance().admin().revoke_key(&id).await?,
+    ))
+}

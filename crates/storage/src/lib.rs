@@ -1,0 +1,60 @@
+//! Durable metadata: tenants, API keys and the usage ledger, behind the [`MetadataStore`]
+//! trait, in SQLite (embedded, the default) or PostgreSQL (shared by replicas).
+//!
+//! Only this crate knows SQL. It stores and returns records as given; deciding what a record
+//! means (is a key expired? over budget?) belongs to `landfall-governance`.
+
+mod codec;
+mod error;
+mod model;
+mod postgres;
+mod sqlite;
+
+use async_trait::async_trait;
+
+pub use error::StoreError;
+pub use model::{
+    ApiKey, Budget, BudgetLimit, BudgetPeriod, Limits, PageRequest, Scopes, Tenant, UnixMillis,
+    UsageRecord, UsageScope, UsageTotals,
+};
+pub use postgres::PostgresStore;
+pub use sqlite::SqliteStore;
+
+/// Tenants, keys and usage.
+///
+/// Guarantees, for every implementation:
+/// - a write that returned `Ok` is durable (it survives a crash of the process);
+/// - `create_*` fails with [`StoreError::Conflict`] when the id exists, and `create_key` with
+///   [`StoreError::NotFound`] when its tenant does not;
+/// - `update_*` replaces the whole record by id and returns `false` when there is none;
+/// - `record_usage` adds every row's counters to the ledger row with the same
+///   (tenant, key, model, target, hour), all rows in one transaction;
+/// - lists are ordered by id ascending.
+#[async_trait]
+pub trait MetadataStore: Send + Sync {
+    async fn create_tenant(&self, tenant: &Tenant) -> Result<(), StoreError>;
+    async fn get_tenant(&self, id: &str) -> Result<Option<Tenant>, StoreError>;
+    async fn list_tenants(&self, page: &PageRequest) -> Result<Vec<Tenant>, StoreError>;
+    async fn update_tenant(&self, tenant: &Tenant) -> Result<bool, StoreError>;
+
+    async fn create_key(&self, key: &ApiKey) -> Result<(), StoreError>;
+    async fn get_key(&self, id: &str) -> Result<Option<ApiKey>, StoreError>;
+    /// Keys of one tenant, or of all tenants.
+    async fn list_keys(
+        &self,
+        tenant_id: Option<&str>,
+        page: &PageRequest,
+    ) -> Result<Vec<ApiKey>, StoreError>;
+    async fn update_key(&self, key: &ApiKey) -> Result<bool, StoreError>;
+
+    async fn record_usage(&self, rows: &[UsageRecord]) -> Result<(), StoreError>;
+    /// Sums of the ledger rows of `scope` with `hour >= since`.
+    async fn usage_totals(
+        &self,
+        scope: UsageScope<'_>,
+        since: UnixMillis,
+    ) -> Result<UsageTotals, StoreError>;
+
+    /// Checks that the store answers.
+    async fn ping(&self) -> Result<(), StoreError>;
+}

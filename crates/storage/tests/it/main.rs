@@ -1,0 +1,52 @@
+//! Integration tests of `landfall-storage`: one conformance suite run on every backend, plus
+//! what only one backend can show (SQLite files surviving a reopen, PostgreSQL being down).
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::print_stderr
+)]
+
+mod conformance;
+mod postgres;
+mod sqlite;
+
+/// Generates one `#[tokio::test]` per conformance case for a backend. `$fixture` has
+/// `start(test_name) -> Option<Self>` (`None`: skipped, after saying why), `store()` and `finish()`.
+///
+/// The case runs in its own task so that when it fails the fixture still cleans up (drops its
+/// PostgreSQL schema) before the failure is passed on.
+macro_rules! conformance_suite {
+    ($fixture:ty) => {
+        $crate::conformance_suite!(
+            @cases $fixture;
+            tenant_round_trip,
+            tenant_conflict,
+            tenants_list_in_id_order_and_pages,
+            key_round_trip,
+            key_conflict,
+            key_for_missing_tenant,
+            keys_list_by_tenant_and_page,
+            usage_accumulates_and_totals,
+            usage_totals_respect_since_and_scope,
+            concurrent_usage_sums_exactly,
+            ping_answers,
+        );
+    };
+    (@cases $fixture:ty; $($case:ident),* $(,)?) => {
+        $(
+            #[tokio::test(flavor = "multi_thread")]
+            async fn $case() {
+                let Some(fixture) = <$fixture>::start(stringify!($case)).await else {
+                    return;
+                };
+                let outcome = tokio::spawn(crate::conformance::$case(fixture.store())).await;
+                fixture.finish().await;
+                if let Err(err) = outcome {
+                    std::panic::resume_unwind(err.into_panic());
+                }
+            }
+        )*
+    };
+}
+pub(crate) use conformance_suite;
