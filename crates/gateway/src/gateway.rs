@@ -173,17 +173,15 @@ impl Gateway {
     /// The last failure once no target could serve the request.
     pub async fn chat(&self, request: &ChatRequest) -> Result<Served<ChatResponse>, GatewayError> {
         let served = self
-            .run(
-                &request.model,
-                Operation::Chat,
-                |target, _slot| async move {
-                    target
-                        .provider
-                        .chat
-                        .chat(request, &target.upstream_model)
-                        .await
-                },
-            )
+            .run(&request.model, Operation::Chat, |target, slot| async move {
+                // The target's slot is held until the upstream call is over.
+                let _slot = slot;
+                target
+                    .provider
+                    .chat
+                    .chat(request, &target.upstream_model)
+                    .await
+            })
             .await?;
         let usage = served.value.usage.as_ref();
         tracing::debug!(
@@ -234,7 +232,8 @@ impl Gateway {
         self.run(
             &request.model,
             Operation::Embeddings,
-            |target, _slot| async move {
+            |target, slot| async move {
+                let _slot = slot;
                 let Some(embeddings) = &target.provider.embeddings else {
                     return Err(ProviderError::Unsupported {
                         operation: "embeddings",

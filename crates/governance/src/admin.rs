@@ -61,7 +61,7 @@ impl BudgetSpec {
     fn to_budget(&self, field: &str) -> Result<Budget, AdminError> {
         let limit = match (self.tokens, self.cost) {
             (Some(tokens), None) => BudgetLimit::Tokens(tokens),
-            (None, Some(cost)) if cost.is_finite() && cost >= 0.0 && cost < 9.0e9 => {
+            (None, Some(cost)) if (0.0..9.0e9).contains(&cost) => {
                 BudgetLimit::CostNanos((cost * 1e9).round() as u64)
             }
             (None, Some(_)) => {
@@ -264,8 +264,11 @@ pub struct Admin {
     store: Arc<dyn MetadataStore>,
     /// Model aliases a key's scope may name.
     models: Arc<[String]>,
-    on_change: Option<Arc<dyn Fn(Change) + Send + Sync>>,
+    on_change: Option<ChangeHook>,
 }
+
+/// Called after every admin write, so caches can forget what changed.
+pub(crate) type ChangeHook = Arc<dyn Fn(Change) + Send + Sync>;
 
 /// What an admin write changed, for caches to forget.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -291,7 +294,7 @@ impl Admin {
         }
     }
 
-    pub(crate) fn on_change(mut self, hook: Arc<dyn Fn(Change) + Send + Sync>) -> Self {
+    pub(crate) fn on_change(mut self, hook: ChangeHook) -> Self {
         self.on_change = Some(hook);
         self
     }

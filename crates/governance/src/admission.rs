@@ -256,14 +256,19 @@ impl Admission {
         &self.tenant_id
     }
 
-    /// Corrects every reservation to what the request used and adds it to the ledger.
-    pub fn settle(mut self, target: &str, usage: Usage) {
-        self.finish(target, usage);
+    /// Corrects every reservation to what the request used and adds it to the ledger. Returns
+    /// once the counters are corrected, so a client that sends its next request after the
+    /// response finds its concurrency slot free.
+    pub async fn settle(mut self, target: &str, usage: Usage) {
+        if let Some(pending) = self.finish(target, usage) {
+            pending.apply().await;
+        }
     }
 
-    fn finish(&mut self, target: &str, usage: Usage) {
+    /// Records the usage and returns the counter corrections still to apply.
+    fn finish(&mut self, target: &str, usage: Usage) -> Option<PendingRelease> {
         if self.settled {
-            return;
+            return None;
         }
         self.settled = true;
         let tokens = usage.input_tokens.saturating_add(usage.output_tokens);
@@ -316,30 +321,47 @@ impl Admission {
         self.inner
             .ledger
             .add(&self.tenant_id, &self.key_id, &self.model, target, &usage);
-        if releases.is_empty() {
-            return;
+        (!releases.is_empty()).then(|| PendingRelease {
+            inner: Arc::clone(&self.inner),
+            lease_id: std::mem::take(&mut self.lease_id),
+            releases,
+        })
+    }
+}
+
+/// Counter corrections computed at settlement.
+struct PendingRelease {
+    inner: Arc<Inner>,
+    lease_id: String,
+    releases: Vec<Release>,
+}
+
+impl PendingRelease {
+    async fn apply(self) {
+        if let Err(error) = self
+            .inner
+            .limiter
+            .release(&self.lease_id, &self.releases)
+            .await
+        {
+            self.inner
+                .stats
+                .limiter_errors
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            tracing::warn!(%error, "cannot settle rate-limit reservations");
         }
-        let inner = Arc::clone(&self.inner);
-        let lease_id = std::mem::take(&mut self.lease_id);
-        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
-            return;
-        };
-        runtime.spawn(async move {
-            if let Err(error) = inner.limiter.release(&lease_id, &releases).await {
-                inner
-                    .stats
-                    .limiter_errors
-                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                tracing::warn!(%error, "cannot settle rate-limit reservations");
-            }
-        });
     }
 }
 
 impl Drop for Admission {
+    /// A request dropped unsettled (failed, refused downstream, or abandoned) used nothing; its
+    /// corrections run in the background.
     fn drop(&mut self) {
-        if !self.settled {
-            self.finish("none", Usage::failed());
+        let Some(pending) = self.finish("none", Usage::failed()) else {
+            return;
+        };
+        if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+            runtime.spawn(pending.apply());
         }
     }
 }
@@ -483,6 +505,7 @@ fn headers(planned: &[Planned], states: &[CheckState]) -> RateLimitHeaders {
 }
 
 fn refusal(planned: &[Planned], verdict: &Verdict, headers: RateLimitHeaders) -> GovernanceError {
+    let headers = Box::new(headers);
     let denied = verdict.denied.and_then(|index| planned.get(index));
     let Some(denied) = denied else {
         // Not admitted without a denial: budget counters that could not be seeded.

@@ -23,7 +23,8 @@ pub enum GovernanceError {
         limit: &'static str,
         /// `None` when the request can never pass (it asks for more tokens than the limit).
         retry_after: Option<Duration>,
-        headers: RateLimitHeaders,
+        /// Boxed: it would make every `Result` of this crate large.
+        headers: Box<RateLimitHeaders>,
     },
     /// A budget has no room left for this request in the current period.
     #[error("the {period} budget of {scope} `{id}` is exhausted")]

@@ -42,11 +42,11 @@ pub(crate) fn govern(
             Some(Ok(chunk)) => watch.observe(chunk),
             Some(Err(_)) => {
                 watch.cache = None;
-                watch.finish();
+                watch.settle().await;
             }
             None => {
                 watch.store_in_cache();
-                watch.finish();
+                watch.settle().await;
             }
         }
         item.map(|item| (item, (stream, watch)))
@@ -120,13 +120,19 @@ impl Watch {
         runtime.spawn(async move { cache.store(&collected.key, &reply).await });
     }
 
-    /// Settles with the reported usage, or, for a stream that ended without it (abandoned or
-    /// broken), the prompt estimate and one token per output chunk.
-    fn finish(&mut self) {
+    /// Settles at the end of the stream, before its last item reaches the client.
+    async fn settle(&mut self) {
         let Some(admission) = self.admission.take() else {
             return;
         };
-        let usage = match &self.usage {
+        let usage = self.usage();
+        admission.settle(&self.served.target, usage).await;
+    }
+
+    /// The reported usage, or, for a stream that ended without it (abandoned or broken), the
+    /// prompt estimate and one token per output chunk.
+    fn usage(&self) -> Usage {
+        match &self.usage {
             Some(usage) => Usage::priced(usage, self.served.price),
             None => {
                 let estimated = landfall_types::Usage {
@@ -138,13 +144,20 @@ impl Watch {
                 tracing::debug!(target = %self.served.target, "stream ended without usage; settling an estimate");
                 Usage::priced(&estimated, self.served.price)
             }
-        };
-        admission.settle(&self.served.target, usage);
+        }
     }
 }
 
 impl Drop for Watch {
+    /// A stream dropped before its end (the client left) settles in the background.
     fn drop(&mut self) {
-        self.finish();
+        let Some(admission) = self.admission.take() else {
+            return;
+        };
+        let usage = self.usage();
+        let target = std::mem::take(&mut self.served.target);
+        if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+            runtime.spawn(async move { admission.settle(&target, usage).await });
+        }
     }
 }

@@ -7,6 +7,8 @@
     reason = "test code: failing loudly is the point"
 )]
 
+mod replicas;
+
 use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
@@ -15,8 +17,8 @@ const BIN: &str = env!("CARGO_BIN_EXE_landfall");
 
 fn example_environment(command: &mut Command) -> &mut Command {
     command.env("OPENAI_PROXY_URL", "http://proxy.internal:3128");
+    command.env("LANDFALL_ADMIN_KEY", "admin-key-of-sixteen-characters");
     for name in [
-        "LANDFALL_API_KEY",
         "OPENAI_API_KEY",
         "OPENAI_ORG",
         "DEEPSEEK_API_KEY",
@@ -62,7 +64,10 @@ fn the_example_without_its_secrets_names_each_missing_variable() {
             .contains("providers.openai.api_key: environment variable `OPENAI_API_KEY` is not set"),
         "{stderr}"
     );
-    assert!(stderr.contains("auth.api_keys[0]"), "{stderr}");
+    assert!(
+        stderr.contains("auth.admin_key: environment variable `LANDFALL_ADMIN_KEY` is not set"),
+        "{stderr}"
+    );
 }
 
 #[test]
@@ -101,8 +106,11 @@ fn check_config_lists_every_error() {
 
 #[test]
 fn serve_without_a_file_says_where_it_listens_and_stops_on_sigterm() {
+    // The embedded store is created under the working directory.
+    let directory = tempfile::tempdir().unwrap();
     let mut child = Command::new(BIN)
         .args(["serve", "--listen", "127.0.0.1:0"])
+        .current_dir(directory.path())
         .env("LANDFALL_LOG", "info")
         .env_remove("LANDFALL_CONFIG")
         .stderr(Stdio::piped())

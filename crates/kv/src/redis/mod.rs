@@ -6,7 +6,7 @@
 //! is bounded by [`RedisSettings::timeout_ms`] and fails with [`KvError::Unavailable`] when
 //! Redis does not answer in time, so a Redis that is down costs a request at most that long.
 //!
-//! One Redis server (with replicas or Sentinel failover behind one URL); not Redis Cluster,
+//! One Redis server at one URL (no Sentinel discovery); not Redis Cluster,
 //! where the keys of one script call could live on different nodes.
 
 mod cache;

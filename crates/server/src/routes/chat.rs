@@ -58,7 +58,7 @@ async fn serve(
             cache_hit: true,
             ..Usage::default()
         };
-        admission.settle("cache", cached);
+        admission.settle("cache", cached).await;
         let mut response = match reply {
             CachedReply::Completion { response } => json_response(&response),
             CachedReply::Stream { chunks } => sse::response(
@@ -98,7 +98,7 @@ async fn serve(
             },
             |usage| Usage::priced(usage, served.price),
         );
-        admission.settle(&served.target, usage);
+        admission.settle(&served.target, usage).await;
         let mut response = json_response(&served.value);
         served_headers(&mut response, &served.target, served.attempts);
         if let Some(key) = cache_key {

@@ -73,14 +73,16 @@ async fn serve(
         .usage
         .as_ref()
         .map_or(prompt_tokens, |usage| usage.prompt_tokens);
-    admission.settle(
-        &served.target,
-        Usage {
-            input_tokens: used,
-            cost_nanos: served.price.map_or(0, |price| price.cost_of(used, 0, 0)),
-            ..Usage::default()
-        },
-    );
+    admission
+        .settle(
+            &served.target,
+            Usage {
+                input_tokens: used,
+                cost_nanos: served.price.map_or(0, |price| price.cost_of(used, 0, 0)),
+                ..Usage::default()
+            },
+        )
+        .await;
     let mut response = json_response(&served.value);
     served_headers(&mut response, &served.target, served.attempts);
     Ok(response)

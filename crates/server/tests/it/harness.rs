@@ -103,3 +103,121 @@ pub fn sse_data(body: &str) -> Vec<String> {
         .map(str::to_owned)
         .collect()
 }
+
+/// The stores a test server runs on: embedded (SQLite + in-process counters and cache) or
+/// shared (PostgreSQL in a fresh schema + Redis under a fresh prefix), which several servers in
+/// one test can share as replicas would.
+#[derive(Clone)]
+pub struct Backends {
+    pub store: std::sync::Arc<dyn landfall_storage::MetadataStore>,
+    pub limiter: std::sync::Arc<dyn landfall_kv::Limiter>,
+    pub cache: std::sync::Arc<dyn landfall_kv::ResponseCache>,
+    pub postgres: Option<std::sync::Arc<landfall_storage::PostgresStore>>,
+    /// Keeps the SQLite file's directory alive as long as the backends.
+    pub _data: Option<std::sync::Arc<tempfile::TempDir>>,
+}
+
+pub const POSTGRES_URL: &str = "postgres://postgres@127.0.0.1:5432/test";
+pub const REDIS_URL: &str = "redis://127.0.0.1:6379";
+
+fn random_suffix() -> String {
+    use rand::Rng;
+    format!("{:016x}", rand::rng().random::<u64>())
+}
+
+impl Backends {
+    pub async fn embedded() -> Backends {
+        let data = tempfile::tempdir().unwrap();
+        let store = landfall_storage::SqliteStore::open(&data.path().join("landfall.db"))
+            .await
+            .unwrap();
+        Backends {
+            store: std::sync::Arc::new(store),
+            limiter: std::sync::Arc::new(landfall_kv::MemoryLimiter::new()),
+            cache: std::sync::Arc::new(landfall_kv::MemoryCache::new(64 << 20)),
+            postgres: None,
+            _data: Some(std::sync::Arc::new(data)),
+        }
+    }
+
+    /// PostgreSQL and Redis at `LANDFALL_TEST_POSTGRES_URL` / `LANDFALL_TEST_REDIS_URL` (the
+    /// local defaults otherwise). `None`, with the reason printed, only when both skip variables
+    /// say so; an unreachable server otherwise fails the test.
+    pub async fn shared() -> Option<Backends> {
+        if std::env::var("LANDFALL_TEST_SKIP_POSTGRES").is_ok_and(|value| value == "1")
+            || std::env::var("LANDFALL_TEST_SKIP_REDIS").is_ok_and(|value| value == "1")
+        {
+            eprintln!("skipped: LANDFALL_TEST_SKIP_POSTGRES or LANDFALL_TEST_SKIP_REDIS is set");
+            return None;
+        }
+        let postgres_url =
+            std::env::var("LANDFALL_TEST_POSTGRES_URL").unwrap_or_else(|_| POSTGRES_URL.into());
+        let redis_url =
+            std::env::var("LANDFALL_TEST_REDIS_URL").unwrap_or_else(|_| REDIS_URL.into());
+        let suffix = random_suffix();
+        let store = landfall_storage::PostgresStore::connect_in_schema(
+            &postgres_url,
+            8,
+            &format!("landfall_server_{suffix}"),
+        )
+        .await
+        .unwrap_or_else(|error| panic!("PostgreSQL at {postgres_url}: {error}"));
+        let settings = landfall_kv::RedisSettings {
+            url: redis_url.clone(),
+            prefix: format!("landfall-test-{suffix}:"),
+            ..landfall_kv::RedisSettings::default()
+        };
+        let limiter = landfall_kv::RedisLimiter::connect(&settings)
+            .await
+            .unwrap_or_else(|error| panic!("Redis at {redis_url}: {error}"));
+        let cache = landfall_kv::RedisCache::connect(&settings).await.unwrap();
+        let store = std::sync::Arc::new(store);
+        Some(Backends {
+            store: store.clone(),
+            limiter: std::sync::Arc::new(limiter),
+            cache: std::sync::Arc::new(cache),
+            postgres: Some(store),
+            _data: None,
+        })
+    }
+
+    /// Drops the test's PostgreSQL schema (left in place when a test fails, for inspection).
+    pub async fn cleanup(&self) {
+        if let Some(postgres) = &self.postgres {
+            postgres.drop_schema().await.unwrap();
+        }
+    }
+}
+
+/// Starts Landfall on `config` over `backends`, with anonymous requests refused and shedding
+/// off unless the config says otherwise.
+pub async fn start_on(config: &str, backends: &Backends) -> Landfall {
+    let mut text = config.to_owned();
+    if !text.contains("[shedding]") {
+        text.push_str("\n[shedding]\nenabled = false\n");
+    }
+    let config =
+        from_toml(&text, &Environment::default()).unwrap_or_else(|errors| panic!("{errors}"));
+    let governance = landfall_governance::Governance::with_backends(
+        &config,
+        backends.store.clone(),
+        backends.limiter.clone(),
+        backends.cache.clone(),
+    );
+    let state = AppState::new(&config, governance).unwrap();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let address = listener.local_addr().unwrap();
+    let served = state.clone();
+    let task = tokio::spawn(async move {
+        serve(listener, served, std::future::pending())
+            .await
+            .unwrap();
+    });
+    Landfall {
+        address,
+        client: reqwest::Client::new(),
+        state,
+        task,
+        _data: tempfile::tempdir().unwrap(),
+    }
+}

@@ -9,6 +9,8 @@
 
 mod anthropic;
 mod errors;
+mod governance;
 mod harness;
+mod protection;
 mod routing;
 mod streaming;
