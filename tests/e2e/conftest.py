@@ -33,7 +33,9 @@ try:  # openai < 3 ships on httpx; openai 3 on its fork, httpx2, which has the s
 except ImportError:  # pragma: no cover - depends on the pinned SDK
     import httpx2 as httpx  # type: ignore[no-redef]
 
-API_KEY = "test-key"
+ADMIN_KEY = "e2e-admin-key-0123456789"
+# Filled by the ``landfall`` fixture: the secret of a key created through the admin API.
+KEYS: dict[str, str] = {}
 STARTUP_TIMEOUT_S = 30.0
 STOP_TIMEOUT_S = 10.0
 REQUEST_TIMEOUT_S = 30.0
@@ -217,14 +219,25 @@ def limited_upstream() -> Iterator[LimitedUpstream]:
         thread.join(timeout=STOP_TIMEOUT_S)
 
 
-def _config(mock_url: str, limited_url: str) -> str:
+def _config(mock_url: str, limited_url: str, database: Path) -> str:
     return f"""\
 [server]
 max_body_bytes = {MAX_BODY_BYTES}
 shutdown_grace_ms = 2000
 
 [auth]
-api_keys = ["{API_KEY}"]
+admin_key = "{ADMIN_KEY}"
+
+[storage.metadata]
+type = "sqlite"
+path = "{database}"
+
+[accounting]
+flush_interval_ms = 50
+
+# Shedding is tested in Rust; here the test machine's own load must not shed requests.
+[shedding]
+enabled = false
 
 [routing]
 max_attempts = 4
@@ -310,7 +323,9 @@ def landfall(
     binary = _binary("LANDFALL_BIN")
     directory = tmp_path_factory.mktemp("landfall")
     config_path = directory / "landfall.toml"
-    config_path.write_text(_config(mock_upstream.base_url, limited_upstream.base_url))
+    config_path.write_text(
+        _config(mock_upstream.base_url, limited_upstream.base_url, directory / "landfall.db")
+    )
     # The port is picked free and then handed over, so another process may take it in between:
     # landfall then exits at once and the start is retried on a new port.
     for attempt in range(3):
@@ -340,16 +355,39 @@ def landfall(
     else:
         pytest.fail(f"landfall could not bind a free port in 3 tries; stderr:\n{_tail(stderr_path)}")
     try:
-        yield Landfall(url=url, base_url=f"{url}/v1", process=process, stderr_path=stderr_path)
+        server = Landfall(url=url, base_url=f"{url}/v1", process=process, stderr_path=stderr_path)
+        KEYS["default"] = create_key(server, {"id": "e2e"}, {})
+        yield server
     finally:
         _stop(process)
+
+
+def admin(landfall: Landfall, method: str, path: str, body: dict | None = None) -> httpx.Response:
+    """A call to the admin API with the admin key."""
+    return httpx.request(
+        method,
+        f"{landfall.url}/admin/v1{path}",
+        json=body,
+        headers={"Authorization": f"Bearer {ADMIN_KEY}"},
+        timeout=REQUEST_TIMEOUT_S,
+        trust_env=False,
+    )
+
+
+def create_key(landfall: Landfall, tenant: dict, key: dict) -> str:
+    """Creates a tenant and a key of it through the admin API; returns the key's secret."""
+    response = admin(landfall, "POST", "/tenants", tenant)
+    assert response.status_code == 201, response.text
+    response = admin(landfall, "POST", "/keys", {**key, "tenant_id": response.json()["id"]})
+    assert response.status_code == 201, response.text
+    return response.json()["secret"]
 
 
 @pytest.fixture(scope="session")
 def client(landfall: Landfall) -> Iterator[openai.OpenAI]:
     with openai.OpenAI(
         base_url=landfall.base_url,
-        api_key=API_KEY,
+        api_key=KEYS["default"],
         max_retries=0,
         timeout=REQUEST_TIMEOUT_S,
     ) as sdk_client:

@@ -16,7 +16,7 @@ import struct
 import openai
 import pytest
 
-from conftest import API_KEY, MAX_BODY_BYTES, MODEL_NAMES, Landfall, LimitedUpstream, httpx
+from conftest import KEYS, MAX_BODY_BYTES, MODEL_NAMES, Landfall, LimitedUpstream, httpx
 
 TARGET = "x-landfall-target"
 ATTEMPTS = "x-landfall-attempts"
@@ -42,7 +42,7 @@ TOOL_RESULT = "sunny, 21 degrees"
 
 
 def auth_headers() -> dict[str, str]:
-    return {"Authorization": f"Bearer {API_KEY}"}
+    return {"Authorization": f"Bearer {KEYS['default']}"}
 
 
 def assert_usage_consistent(usage) -> None:
