@@ -7,13 +7,14 @@
     reason = "test code: failing loudly is the point"
 )]
 
+mod manage;
 mod replicas;
 
 use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-const BIN: &str = env!("CARGO_BIN_EXE_landfall");
+pub(crate) const BIN: &str = env!("CARGO_BIN_EXE_landfall");
 
 fn example_environment(command: &mut Command) -> &mut Command {
     command.env("OPENAI_PROXY_URL", "http://proxy.internal:3128");
