@@ -29,8 +29,14 @@ pub enum CachedReply {
 /// match over embeddings can be added without touching callers.
 #[async_trait::async_trait]
 pub trait CacheLookup: Send + Sync {
+    /// An earlier answer; `None` on a miss or when the backend fails (counted in `errors`).
     async fn find(&self, key: &CacheKey) -> Option<CachedReply>;
+    /// Keeps an answer, unless it is larger than [`CacheLookup::max_entry_bytes`].
     async fn store(&self, key: &CacheKey, reply: &CachedReply);
+    /// Largest answer kept, in bytes of its JSON.
+    fn max_entry_bytes(&self) -> u64;
+    /// Backend failures so far, each served as a miss.
+    fn errors(&self) -> u64;
 }
 
 /// Where a request's answer is cached: the tenant, the alias and the normalized request.
@@ -44,7 +50,7 @@ pub(crate) struct ExactCache {
     backend: Arc<dyn ResponseCache>,
     ttl: Duration,
     max_entry_bytes: u64,
-    pub(crate) errors: std::sync::atomic::AtomicU64,
+    errors: std::sync::atomic::AtomicU64,
 }
 
 impl ExactCache {
@@ -55,10 +61,6 @@ impl ExactCache {
             max_entry_bytes: config.max_entry_bytes,
             errors: std::sync::atomic::AtomicU64::new(0),
         }
-    }
-
-    pub(crate) fn max_entry_bytes(&self) -> u64 {
-        self.max_entry_bytes
     }
 
     fn note_error(&self, error: &landfall_kv::KvError) {
@@ -101,6 +103,14 @@ impl CacheLookup for ExactCache {
         {
             self.note_error(&error);
         }
+    }
+
+    fn max_entry_bytes(&self) -> u64 {
+        self.max_entry_bytes
+    }
+
+    fn errors(&self) -> u64 {
+        self.errors.load(std::sync::atomic::Ordering::Relaxed)
     }
 }
 

@@ -75,7 +75,7 @@ pub struct GovernanceStats {
 pub(crate) struct Inner {
     store: Arc<dyn MetadataStore>,
     limiter: Arc<dyn Limiter>,
-    cache: Option<Arc<cache::ExactCache>>,
+    cache: Option<Arc<dyn CacheLookup>>,
     cache_config: CacheConfig,
     ledger: ledger::Ledger,
     auth: auth::Authenticator,
@@ -180,10 +180,9 @@ impl Governance {
         let inner = Arc::new(Inner {
             store,
             limiter,
-            cache: config
-                .cache
-                .enabled
-                .then(|| Arc::new(cache::ExactCache::new(cache, &config.cache))),
+            cache: config.cache.enabled.then(|| -> Arc<dyn CacheLookup> {
+                Arc::new(cache::ExactCache::new(cache, &config.cache))
+            }),
             cache_config: config.cache.clone(),
             ledger: ledger::Ledger::default(),
             auth,
@@ -392,11 +391,7 @@ impl Governance {
     pub fn stats(&self) -> GovernanceStats {
         GovernanceStats {
             limiter_errors: self.inner.stats.limiter_errors.load(Ordering::Relaxed),
-            cache_errors: self
-                .inner
-                .cache
-                .as_ref()
-                .map_or(0, |cache| cache.errors.load(Ordering::Relaxed)),
+            cache_errors: self.inner.cache.as_ref().map_or(0, |cache| cache.errors()),
             dropped_usage_rows: self.inner.ledger.dropped_rows.load(Ordering::Relaxed),
         }
     }

@@ -7,7 +7,7 @@ use futures::StreamExt;
 use landfall_providers::ChatStream;
 use landfall_types::{ChatChunk, TokenPrice};
 
-use crate::cache::{CacheKey, CacheLookup, CachedReply};
+use crate::cache::{CacheKey, CachedReply};
 use crate::ledger::Usage;
 use crate::{Admission, Inner};
 

@@ -9,6 +9,7 @@
 
 mod manage;
 mod replicas;
+mod shutdown;
 
 use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
