@@ -62,7 +62,7 @@ pub(crate) struct Stats {
 }
 
 /// A snapshot of [`Governance`]'s counters.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
 pub struct GovernanceStats {
     /// Calls to the limit backend that failed (each admitted or refused per `on_backend_error`).
     pub limiter_errors: u64,

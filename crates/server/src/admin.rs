@@ -22,6 +22,7 @@ pub(crate) fn router(state: AppState) -> Router<AppState> {
             get(get_tenant).patch(update_tenant).delete(revoke_tenant),
         )
         .route("/keys", get(list_keys).post(create_key))
+        .route("/stats", get(stats))
         .route(
             "/keys/{id}",
             get(get_key).patch(update_key).delete(revoke_key),
@@ -177,4 +178,9 @@ async fn revoke_key(
     Ok(json_response(
         &state.governance().admin().revoke_key(&id).await?,
     ))
+}
+
+/// Failures governance absorbed (limit backend, cache, ledger), until `/metrics` exists.
+async fn stats(State(state): State<AppState>) -> Response {
+    json_response(&state.governance().stats())
 }

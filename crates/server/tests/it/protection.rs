@@ -376,6 +376,14 @@ async fn with_redis_outage(on_error: &str) -> Option<(u16, u64)> {
         "an outage must not hang requests"
     );
     let errors = landfall.state.governance().stats().limiter_errors;
+    let (_, stats) = send(
+        landfall
+            .client
+            .get(landfall.url("/admin/v1/stats"))
+            .bearer_auth(ADMIN_KEY),
+    )
+    .await;
+    assert_eq!(stats["limiter_errors"], errors);
     backends.cleanup().await;
     Some((status, errors))
 }
