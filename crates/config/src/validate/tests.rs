@@ -152,3 +152,72 @@ fn syntax_errors_name_the_line() {
     let errors = from_toml("[server]\nlisten = ", &Environment::default()).unwrap_err();
     assert!(errors.to_string().contains("line 2"), "{errors}");
 }
+
+#[test]
+fn governance_sections_are_validated_with_paths() {
+    let text = r#"
+[auth]
+admin_key = "short"
+
+[storage.metadata]
+type = "postgres"
+url = "mysql://root@db/landfall"
+
+[storage.kv]
+type = "redis"
+url = "env::MISSING_REDIS_URL"
+timeout_ms = 0
+
+[shedding]
+cpu_threshold_percent = 150
+
+[accounting]
+currency = "usd"
+
+[providers.openai]
+type = "openai"
+base_url = "https://api.openai.com/v1"
+
+[models.chat]
+targets = [{ provider = "openai", price = { input = -1.0, output = 2.0, currency = "CNY" }, max_concurrency = 0 }]
+"#;
+    let errors = from_toml(text, &environment()).unwrap_err();
+    let paths: Vec<&str> = errors.0.iter().map(|error| error.path.as_str()).collect();
+    for expected in [
+        "auth.admin_key",
+        "storage.metadata.url",
+        "storage.kv.url",
+        "storage.kv.timeout_ms",
+        "shedding.cpu_threshold_percent",
+        "accounting.currency",
+        "models.chat.targets[0].price.input",
+        "models.chat.targets[0].price.currency",
+        "models.chat.targets[0].max_concurrency",
+    ] {
+        assert!(
+            paths.contains(&expected),
+            "{expected} missing from {paths:?}"
+        );
+    }
+    // The URL may carry a password: only its scheme is named.
+    let url_error = errors
+        .0
+        .iter()
+        .find(|error| error.path == "storage.metadata.url")
+        .unwrap();
+    assert!(url_error.message.contains("mysql"), "{}", url_error.message);
+}
+
+#[test]
+fn governance_defaults_are_embedded() {
+    let config = from_toml("", &environment()).unwrap();
+    assert!(matches!(
+        config.storage.metadata,
+        crate::MetadataBackend::Sqlite { .. }
+    ));
+    assert!(matches!(config.storage.kv, crate::KvBackend::Memory));
+    assert!(!config.auth.allow_anonymous);
+    assert_eq!(config.auth.key_cache_ttl_ms, 500);
+    assert!(config.cache.enabled);
+    assert_eq!(config.shedding.cpu_threshold_percent, 80);
+}
