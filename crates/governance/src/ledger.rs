@@ -41,14 +41,18 @@ impl Usage {
     }
 }
 
-type RowKey = (String, String, String, String, i64);
+/// (tenant, key, model, target, hour) joined by a separator no id contains: one allocation
+/// per request, and none of the record's own strings unless the row is new.
+fn row_key(tenant_id: &str, key_id: &str, model: &str, target: &str, hour: i64) -> String {
+    format!("{tenant_id}\u{1f}{key_id}\u{1f}{model}\u{1f}{target}\u{1f}{hour}")
+}
 
 /// Rows kept when the store is down, before the oldest hours are dropped (and counted).
 const MAX_PENDING_ROWS: usize = 100_000;
 
 #[derive(Default)]
 pub(crate) struct Ledger {
-    pending: Mutex<HashMap<RowKey, UsageRecord>>,
+    pending: Mutex<HashMap<String, UsageRecord>>,
     pub(crate) dropped_rows: std::sync::atomic::AtomicU64,
 }
 
@@ -66,13 +70,7 @@ impl Ledger {
             return;
         };
         let row = pending
-            .entry((
-                tenant_id.to_owned(),
-                key_id.to_owned(),
-                model.to_owned(),
-                target.to_owned(),
-                hour,
-            ))
+            .entry(row_key(tenant_id, key_id, model, target, hour))
             .or_insert_with(|| UsageRecord {
                 tenant_id: tenant_id.to_owned(),
                 key_id: key_id.to_owned(),
@@ -117,11 +115,11 @@ impl Ledger {
             return;
         };
         for row in rows {
-            let key = (
-                row.tenant_id.clone(),
-                row.key_id.clone(),
-                row.model.clone(),
-                row.target.clone(),
+            let key = row_key(
+                &row.tenant_id,
+                &row.key_id,
+                &row.model,
+                &row.target,
                 row.hour,
             );
             let room = pending.len() < MAX_PENDING_ROWS;
@@ -169,5 +167,61 @@ impl Ledger {
             }
         }
         Ok(totals)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use landfall_storage::SqliteStore;
+
+    use super::*;
+
+    fn usage(input_tokens: u64, output_tokens: u64) -> Usage {
+        Usage {
+            input_tokens,
+            output_tokens,
+            cost_nanos: 10,
+            ..Usage::default()
+        }
+    }
+
+    #[tokio::test]
+    async fn rows_are_summed_flushed_and_kept_while_the_store_is_down() {
+        let directory = tempfile::tempdir().unwrap();
+        let store = SqliteStore::open(&directory.path().join("ledger.db"))
+            .await
+            .unwrap();
+        let ledger = Ledger::default();
+        ledger.add("t", "k", "chat", "p/m", &usage(5, 3));
+        ledger.add("t", "k", "chat", "p/m", &usage(7, 1));
+        ledger.add("t", "k2", "chat", "p/m", &usage(1, 1));
+        assert_eq!(ledger.flush(&store).await.unwrap(), 2);
+        let totals = store
+            .usage_totals(UsageScope::Tenant("t"), 0)
+            .await
+            .unwrap();
+        assert_eq!(
+            (totals.requests, totals.tokens, totals.cost_nanos),
+            (3, 18, 30)
+        );
+
+        // Unflushed usage counts in totals; a failed flush keeps it for the next one.
+        ledger.add("t", "k", "chat", "p/m", &usage(100, 0));
+        let totals = ledger
+            .totals(&store, UsageScope::Key("k"), 0)
+            .await
+            .unwrap();
+        assert_eq!(totals.tokens, 116);
+        store.close().await;
+        assert!(ledger.flush(&store).await.is_err());
+        let reopened = SqliteStore::open(&directory.path().join("ledger.db"))
+            .await
+            .unwrap();
+        assert_eq!(ledger.flush(&reopened).await.unwrap(), 1);
+        let totals = reopened
+            .usage_totals(UsageScope::Key("k"), 0)
+            .await
+            .unwrap();
+        assert_eq!((totals.requests, totals.tokens), (3, 116));
     }
 }
