@@ -1,14 +1,27 @@
 #!/usr/bin/env bash
-# Whole-system gateway benchmark (issue 2): wrk -> {mock upstream directly, landfall, LiteLLM}
-# -> landfall-mock-upstream, all on 127.0.0.1 on this machine.
+# Whole-system gateway benchmarks, all on 127.0.0.1 on this machine, in two sections:
 #
+# "gateway" (issue 2): wrk -> {mock upstream directly, landfall, LiteLLM} -> landfall-mock-upstream.
 # Measures, per target: req/s, p50 and p99 for non-stream and stream chat completions at 1 and 50
 # connections; the latency landfall and LiteLLM add over going direct; their peak RSS; stream
 # stalls (wrk errors plus a Python check that streams end in `data: [DONE]`). Prints a markdown
 # report and writes it into docs/benchmarks.md as "## Gateway overhead (issue 2)".
 #
+# "governance" (issue 3): the same four wrk scenarios, in rounds, against three landfalls on the
+# same mock upstream: bare (anonymous requests, no limits), governed-embedded (an API key whose
+# tenant and key have generous rps/rpm/tpm/concurrency limits and budgets, priced target, cache
+# on but requests not cacheable; SQLite and in-process counters) and governed-redis (the same on
+# PostgreSQL and Redis). Then the Redis limiter alone (crates/kv/examples/limiter_bench.rs).
+# Writes "## Governance overhead (issue 3)".
+#
 # Usage: scripts/bench-gateway.sh
 # Environment (all optional):
+#   BENCH_SECTIONS="gateway governance"   which sections to measure and write
+#   BENCH_GOV_ROUNDS=3        governance: rounds over the three configurations (median reported)
+#   BENCH_POSTGRES_URL=postgres://postgres@127.0.0.1:5432/test   governance: a server where a
+#                             fresh database is created for the run and dropped after it
+#   BENCH_REDIS_URL=redis://127.0.0.1:6379   governance: keys under a fresh prefix, deleted after
+#   BENCH_GOV_NOTES=          governance: a notes paragraph for the report
 #   BENCH_DURATION=10s        length of each wrk run
 #   BENCH_WARMUP=3s           warm-up at 50 connections before each target's runs (0 to skip)
 #   BENCH_WRK_TIMEOUT=10s     wrk --timeout: slower responses count as timeouts
@@ -41,6 +54,10 @@ PIN=${BENCH_PIN:-0}
 UPSTREAM_WORKERS=${BENCH_UPSTREAM_WORKERS:-1}
 SKIP_LITELLM=${BENCH_SKIP_LITELLM:-0}
 SKIP_BUILD=${BENCH_SKIP_BUILD:-0}
+SECTIONS=" ${BENCH_SECTIONS:-gateway governance} "
+GOV_ROUNDS=${BENCH_GOV_ROUNDS:-3}
+POSTGRES_URL=${BENCH_POSTGRES_URL:-postgres://postgres@127.0.0.1:5432/test}
+REDIS_URL=${BENCH_REDIS_URL:-redis://127.0.0.1:6379}
 DOCS=${BENCH_DOCS:-docs/benchmarks.md}
 [[ "$DOCS" == /* ]] || DOCS="$ROOT/$DOCS"
 VENV=${LANDFALL_BENCH_VENV:-$HOME/.cache/landfall-bench/venv}
@@ -50,9 +67,12 @@ BENCH_PY="$ROOT/scripts/bench/bench.py"
 
 step() { printf '\n==> %s\n' "$*" >&2; }
 die() { printf 'bench-gateway: %s\n' "$*" >&2; exit 1; }
+has_section() { [[ "$SECTIONS" == *" $1 "* ]]; }
+has_section gateway || has_section governance || die "BENCH_SECTIONS names no known section (gateway, governance)"
 
 WORK=$(mktemp -d "${TMPDIR:-/tmp}/landfall-bench.XXXXXX")
 PIDS=()
+GOV_DB="" GOV_PREFIX=""
 
 # Each server runs in its own process group (setsid), so stopping it takes its children too.
 stop_pid() {
@@ -69,6 +89,15 @@ cleanup() {
   local status=$? pid
   trap - EXIT INT TERM
   for pid in "${PIDS[@]}"; do stop_pid "$pid"; done
+  # The governance run's database and Redis keys.
+  if [[ -n "$GOV_DB" ]]; then
+    psql "$POSTGRES_URL" -qc "DROP DATABASE IF EXISTS \"$GOV_DB\" WITH (FORCE)" >/dev/null 2>&1 ||
+      printf 'bench-gateway: could not drop database %s\n' "$GOV_DB" >&2
+  fi
+  if [[ -n "$GOV_PREFIX" ]]; then
+    redis-cli -u "$REDIS_URL" --scan --pattern "$GOV_PREFIX*" 2>/dev/null |
+      xargs -r -n 500 redis-cli -u "$REDIS_URL" DEL >/dev/null 2>&1 || true
+  fi
   if [[ "${BENCH_KEEP:-0}" == 1 || $status -ne 0 ]]; then
     printf 'bench-gateway: logs and raw results kept in %s\n' "$WORK" >&2
   else
@@ -107,6 +136,12 @@ command -v curl >/dev/null 2>&1 || apt-get install -y curl >/dev/null 2>&1 ||
 WRK_VERSION=$(wrk -v 2>&1 | head -n1 | sed 's/ Copyright.*//' || true)
 printf '%s\n' "$WRK_VERSION" >&2
 
+has_section gateway || SKIP_LITELLM=1
+if has_section governance; then
+  for tool in psql redis-cli; do
+    command -v "$tool" >/dev/null 2>&1 || die "the governance section needs $tool (apt-get install -y postgresql-client redis-tools)"
+  done
+fi
 if [[ "$SKIP_LITELLM" != 1 ]]; then
   step "LiteLLM $LITELLM_VERSION in $VENV"
   have=$("$VENV/bin/python" -c 'import importlib.metadata as m; print(m.version("litellm"))' 2>/dev/null || true)
@@ -127,10 +162,18 @@ TARGET_DIR=$(cargo metadata --format-version 1 --no-deps |
 if [[ "$SKIP_BUILD" != 1 ]]; then
   step "cargo build --release (landfall, landfall-mock-upstream)"
   cargo build --release --locked -p landfall-cli -p landfall-testkit --bins
+  if has_section governance; then
+    step "cargo build --release (the Redis limiter benchmark)"
+    cargo build --release --locked -p landfall-kv --example limiter_bench
+  fi
 fi
 LANDFALL="$TARGET_DIR/release/landfall"
 UPSTREAM="$TARGET_DIR/release/landfall-mock-upstream"
+LIMITER_BENCH="$TARGET_DIR/release/examples/limiter_bench"
 [[ -x "$LANDFALL" && -x "$UPSTREAM" ]] || die "release binaries missing under $TARGET_DIR/release"
+if has_section governance; then
+  [[ -x "$LIMITER_BENCH" ]] || die "$LIMITER_BENCH missing"
+fi
 
 # ---------------------------------------------------------------- processes
 
@@ -155,31 +198,54 @@ done
 [[ "$UPSTREAM_ADDR" == 127.0.0.1:* ]] || { cat "$WORK/upstream.err" >&2; die "mock upstream did not start"; }
 printf 'mock upstream on %s (pid %s)\n' "$UPSTREAM_ADDR" "$UPSTREAM_PID" >&2
 
-step "start landfall"
-cat >"$WORK/landfall.toml" <<EOF
-[providers.mock]
-type = "openai"
-base_url = "http://$UPSTREAM_ADDR/v1"
-api_key = "x"
+PROVIDER_TOML="[providers.mock]
+type = \"openai\"
+base_url = \"http://$UPSTREAM_ADDR/v1\"
+api_key = \"x\""
+# The bare gateway: requests without a key are served as tenant "anonymous", with no limits
+# (the store still receives their usage); cache and shedding at their defaults.
+bare_config() {
+  cat <<EOF
+[auth]
+allow_anonymous = true
+
+[storage.metadata]
+type = "sqlite"
+path = "$1"
+
+$PROVIDER_TOML
 
 [models.bench]
 targets = [{ provider = "mock", model = "bench" }]
 EOF
-LANDFALL_PORT=$(free_port)
+}
+
 # Landfall runs with its defaults (log level info, to a file) unless BENCH_LANDFALL_LOG is set.
 LANDFALL_ENV=()
 [[ -n "$LANDFALL_LOG_LEVEL" ]] && LANDFALL_ENV=(env "LANDFALL_LOG=$LANDFALL_LOG_LEVEL")
-setsid "${LANDFALL_ENV[@]}" "$LANDFALL" serve --config "$WORK/landfall.toml" --listen "127.0.0.1:$LANDFALL_PORT" \
-  >"$WORK/landfall.out" 2>"$WORK/landfall.err" &
-LANDFALL_PID=$!
-PIDS+=("$LANDFALL_PID")
-wait_http "http://127.0.0.1:$LANDFALL_PORT/readyz" 30 "$LANDFALL_PID" ||
-  { cat "$WORK/landfall.err" >&2; die "landfall did not start"; }
-printf 'landfall on 127.0.0.1:%s (pid %s)\n' "$LANDFALL_PORT" "$LANDFALL_PID" >&2
+# start_landfall NAME CONFIG: starts landfall on a free port; sets LANDFALL_PID and LANDFALL_PORT.
+start_landfall() {
+  local name=$1 config=$2
+  LANDFALL_PORT=$(free_port)
+  setsid "${LANDFALL_ENV[@]}" "$LANDFALL" serve --config "$config" --listen "127.0.0.1:$LANDFALL_PORT" \
+    >"$WORK/$name.out" 2>"$WORK/$name.err" &
+  LANDFALL_PID=$!
+  PIDS+=("$LANDFALL_PID")
+  wait_http "http://127.0.0.1:$LANDFALL_PORT/readyz" 30 "$LANDFALL_PID" ||
+    { cat "$WORK/$name.err" >&2; die "landfall ($name) did not start"; }
+  printf 'landfall (%s) on 127.0.0.1:%s (pid %s)\n' "$name" "$LANDFALL_PORT" "$LANDFALL_PID" >&2
+}
 
 MEASURE=("$PY" "$BENCH_PY" measure --duration "$DURATION" --warmup "$WARMUP" --timeout "$WRK_TIMEOUT"
   --upstream-pid "$UPSTREAM_PID" --stall-ms "$STALL_MS")
 [[ -n "$WRK_CPUS" ]] && MEASURE+=(--wrk-cpus "$WRK_CPUS")
+
+LITELLM_SETTINGS="LiteLLM was not measured (BENCH_SKIP_LITELLM=1)."
+if has_section gateway; then
+step "start landfall"
+mkdir -p "$WORK/landfall-data"
+bare_config "$WORK/landfall-data/landfall.db" >"$WORK/landfall.toml"
+start_landfall landfall "$WORK/landfall.toml"
 
 step "measure: direct to the mock upstream"
 "${MEASURE[@]}" --name direct --url "http://$UPSTREAM_ADDR" --stream-check "$STREAM_CHECK" \
@@ -192,7 +258,6 @@ grep -ciE ' (error|warn)' "$WORK/landfall.err" >"$WORK/landfall.warnings" || tru
 # Landfall is stopped before LiteLLM starts so that it takes no CPU during LiteLLM's runs.
 stop_pid "$LANDFALL_PID"
 
-LITELLM_SETTINGS="LiteLLM was not measured (BENCH_SKIP_LITELLM=1)."
 if [[ "$SKIP_LITELLM" != 1 ]]; then
   step "start LiteLLM proxy (1 worker)"
   LITELLM_PORT=$(free_port)
@@ -247,6 +312,129 @@ EOF
   step "measure: LiteLLM"
   "${MEASURE[@]}" --name litellm --url "http://127.0.0.1:$LITELLM_PORT" --pid "$LITELLM_PID" \
     --stream-check $(((STREAM_CHECK + 4) / 5)) --out "$WORK/litellm.json"
+  stop_pid "$LITELLM_PID"
+fi
+fi # gateway section
+
+# ---------------------------------------------------------------- governance (issue 3)
+
+if has_section governance; then
+  step "governance: a fresh PostgreSQL database and Redis prefix"
+  SUFFIX="$$_$(date +%s%N | tail -c 7)"
+  psql "$POSTGRES_URL" -v ON_ERROR_STOP=1 -qc "CREATE DATABASE \"landfall_bench_$SUFFIX\"" >/dev/null ||
+    die "cannot create a database at $POSTGRES_URL (BENCH_POSTGRES_URL)"
+  GOV_DB="landfall_bench_$SUFFIX"
+  GOV_DB_URL="${POSTGRES_URL%/*}/$GOV_DB"
+  GOV_PREFIX="landfall-bench-$SUFFIX:"
+  [[ "$(redis-cli -u "$REDIS_URL" PING 2>&1)" == PONG ]] ||
+    die "Redis at $REDIS_URL (BENCH_REDIS_URL) does not answer PING"
+  REDIS_VERSION="Redis $(redis-cli -u "$REDIS_URL" INFO server | tr -d '\r' | sed -n 's/^redis_version://p')"
+  POSTGRES_VERSION="PostgreSQL $(psql "$POSTGRES_URL" -Atc 'SHOW server_version' | awk '{print $1}')"
+
+  # Generous limits, so nothing is refused but every counter is taken and settled: 1M req/s,
+  # 60M req/min, 1e11 tokens/min, 10,000 in flight, 1e13 tokens a day; the tenant also has a
+  # monthly money budget, priced from the target's price.
+  LIMIT_FLAGS=(--rps 1000000 --rpm 60000000 --tpm 100000000000 --concurrency 10000 --daily-tokens 10000000000000)
+  governed_config() { # METADATA_TOML KV_TOML
+    cat <<EOF
+$1
+
+$2
+
+[limits]
+# A counter backend failure shows as a refused request here, not as an unlimited one.
+on_backend_error = "fail_closed"
+
+[cache]
+enabled = true
+mode = "deterministic"
+
+$PROVIDER_TOML
+
+[models.bench]
+targets = [{ provider = "mock", model = "bench", price = { input = 0.15, cached_input = 0.075, output = 0.60 } }]
+EOF
+  }
+  mkdir -p "$WORK/gov-bare" "$WORK/gov-embedded"
+  bare_config "$WORK/gov-bare/landfall.db" >"$WORK/gov-bare.toml"
+  governed_config "[storage.metadata]
+type = \"sqlite\"
+path = \"$WORK/gov-embedded/landfall.db\"" "[storage.kv]
+type = \"memory\"" >"$WORK/gov-embedded.toml"
+  governed_config "[storage.metadata]
+type = \"postgres\"
+url = \"$GOV_DB_URL\"" "[storage.kv]
+type = \"redis\"
+url = \"$REDIS_URL\"
+prefix = \"$GOV_PREFIX\"" >"$WORK/gov-redis.toml"
+
+  declare -A GOV_PID GOV_PORT GOV_KEY
+  for name in bare embedded redis; do
+    if [[ "$name" != bare ]]; then
+      "$LANDFALL" tenants create --config "$WORK/gov-$name.toml" --id bench --name bench "${LIMIT_FLAGS[@]}" \
+        --monthly-cost 1000000 >"$WORK/tenant-$name.json" 2>>"$WORK/cli-$name.err" ||
+        { cat "$WORK/cli-$name.err" >&2; die "cannot create the tenant ($name)"; }
+      GOV_KEY[$name]=$("$LANDFALL" keys create --config "$WORK/gov-$name.toml" --tenant bench --name wrk \
+        "${LIMIT_FLAGS[@]}" 2>>"$WORK/cli-$name.err" |
+        "$PY" -c 'import json, sys; print(json.load(sys.stdin)["secret"])') ||
+        { cat "$WORK/cli-$name.err" >&2; die "cannot create the key ($name)"; }
+    fi
+    start_landfall "gov-$name" "$WORK/gov-$name.toml"
+    GOV_PID[$name]=$LANDFALL_PID
+    GOV_PORT[$name]=$LANDFALL_PORT
+  done
+
+  # Redis's and PostgreSQL's CPU time too, when they run on this machine.
+  WATCH=()
+  pid=$(pgrep -xo redis-server || true)
+  [[ -n "$pid" ]] && WATCH+=(--watch "redis=$pid")
+  pid=$(pgrep -xo postgres || pgrep -xo postmaster || true)
+  [[ -n "$pid" ]] && WATCH+=(--watch "postgres=$pid")
+
+  # Rounds rotate the order, so no configuration is always measured first or last.
+  ORDER=(bare embedded redis)
+  for round in $(seq 1 "$GOV_ROUNDS"); do
+    for i in 0 1 2; do
+      name=${ORDER[$(((i + round - 1) % 3))]}
+      step "governance round $round/$GOV_ROUNDS: $name"
+      args=(--name "$name" --url "http://127.0.0.1:${GOV_PORT[$name]}" --pid "${GOV_PID[$name]}"
+        --stream-check 100 --out "$WORK/gov-$name-$round.json" "${WATCH[@]}")
+      [[ "$name" != bare ]] && args+=(--api-key "${GOV_KEY[$name]}" --expect-ratelimit-headers)
+      "${MEASURE[@]}" "${args[@]}"
+    done
+  done
+
+  step "governance: the ledger"
+  sleep 1.5 # more than accounting.flush_interval_ms (500): the last usage is written
+  REDIS_LEDGER=$(psql "$GOV_DB_URL" -Atc "SELECT COALESCE(SUM(requests), 0) FROM usage WHERE tenant_id = 'bench'")
+  "$PY" - "$WORK/ledger.json" "$WORK/gov-bare/landfall.db" "$WORK/gov-embedded/landfall.db" "$REDIS_LEDGER" <<'PYEOF'
+import json, sqlite3, sys
+out, bare, embedded, redis = sys.argv[1:]
+def total(path, tenant):
+    with sqlite3.connect(f"file:{path}?mode=ro", uri=True) as db:
+        return db.execute("SELECT COALESCE(SUM(requests), 0) FROM usage WHERE tenant_id = ?", (tenant,)).fetchone()[0]
+json.dump({"bare": total(bare, "anonymous"), "embedded": total(embedded, "bench"), "redis": int(redis)}, open(out, "w"))
+PYEOF
+  cat "$WORK/ledger.json" >&2
+  echo >&2
+  GOV_WARNINGS=""
+  for name in bare embedded redis; do
+    GOV_WARNINGS+="$name $(grep -ciE ' (error|warn)' "$WORK/gov-$name.err" || true), "
+    stop_pid "${GOV_PID[$name]}"
+  done
+
+  for checks in rate governed; do
+    step "Redis limiter alone: $checks"
+    "$LIMITER_BENCH" --url "$REDIS_URL" --checks "$checks" --tasks 64 --seconds 5 >"$WORK/limiter-$checks.json"
+  done
+
+  LIMITS_TEXT="${LIMIT_FLAGS[*]}"
+  {
+    printf '%s\n' "**bare**: \`[auth] allow_anonymous = true\`, SQLite store; requests carry no key (tenant \`anonymous\`: no limits, no budgets, usage still written to the ledger); cache (deterministic mode) and shedding at their defaults."
+    printf '%s\n' "**governed, embedded**: every request carries an API key; its tenant and the key each have requests-per-second, requests-per-minute, tokens-per-minute and concurrency limits and a daily token budget (\`$LIMITS_TEXT\`: nothing is refused), the tenant also a monthly money budget; the target is priced (\`price = { input = 0.15, cached_input = 0.075, output = 0.60 }\`); \`[cache] enabled = true\` but the requests are not cacheable (no temperature). So every request is authenticated (keys cached for \`auth.key_cache_ttl_ms = 500\`), admitted (11 counters in one step: 6 of the tenant, 5 of the key), served by the upstream, settled (leases returned, token reservations corrected) and added to the ledger (written every \`accounting.flush_interval_ms = 500\`). SQLite store, in-process counters, \`limits.on_backend_error = \"fail_closed\"\`."
+    printf '%s\n' "**governed, Redis + PostgreSQL**: the same with \`[storage.metadata] type = \"postgres\"\` (a fresh database) and \`[storage.kv] type = \"redis\"\` (default \`timeout_ms = 250\`): one Lua script call to admit and one to settle per request."
+    printf '%s\n' "All three: release build, otherwise default settings (one tokio worker per CPU, log level ${LANDFALL_LOG_LEVEL:-info}, stderr to a file; warn/error log lines during the runs: ${GOV_WARNINGS%, })."
+  } >"$WORK/gov-configs.txt"
 fi
 
 # ---------------------------------------------------------------- report
@@ -269,12 +457,19 @@ export BENCH_META_LITELLM="${LITELLM_HAVE:-not measured}"
 export BENCH_META_PYVER=$({ [[ -x "$VENV/bin/python" ]] && "$VENV/bin/python" -V || "$PY" -V; } 2>&1 | awk '{print $2}')
 export BENCH_META_DURATION="$DURATION" BENCH_META_TIMEOUT="$WRK_TIMEOUT" BENCH_META_WORKERS="$UPSTREAM_WORKERS"
 export BENCH_META_LITELLM_SETTINGS="$LITELLM_SETTINGS"
-export BENCH_META_LANDFALL_SETTINGS="Landfall: \`landfall serve --config landfall.toml --listen 127.0.0.1:N\`, release build, default settings (tokio multi-thread runtime with one worker per CPU; log level ${LANDFALL_LOG_LEVEL:-info (default: one line per request)}, stderr to a file; $(cat "$WORK/landfall.warnings" 2>/dev/null || echo 0) warn/error log lines during the run), config \`[providers.mock] type=\"openai\" base_url=\"http://127.0.0.1:UPSTREAM/v1\"\` and \`[models.bench] targets=[{provider=\"mock\", model=\"bench\"}]\`."
+export BENCH_META_LANDFALL_SETTINGS="Landfall: \`landfall serve --config landfall.toml --listen 127.0.0.1:N\`, release build, default settings (tokio multi-thread runtime with one worker per CPU; log level ${LANDFALL_LOG_LEVEL:-info (default: one line per request)}, stderr to a file; $(cat "$WORK/landfall.warnings" 2>/dev/null || echo 0) warn/error log lines during the run), config \`[auth] allow_anonymous=true\` (requests carry no key), \`[storage.metadata] type=\"sqlite\"\`, \`[providers.mock] type=\"openai\" base_url=\"http://127.0.0.1:UPSTREAM/v1\"\` and \`[models.bench] targets=[{provider=\"mock\", model=\"bench\"}]\`."
 export BENCH_META_NOTES="${BENCH_NOTES:-}"
+export BENCH_META_GOV_NOTES="${BENCH_GOV_NOTES:-}" BENCH_META_REDIS="${REDIS_VERSION:-}"
+export BENCH_META_POSTGRES="${POSTGRES_VERSION:-}" BENCH_META_GOV_CONFIGS="$WORK/gov-configs.txt"
 "$PY" - "$WORK/meta.json" <<'EOF'
 import json, os, sys
+from pathlib import Path
 e = os.environ
+configs = Path(e["BENCH_META_GOV_CONFIGS"])
 json.dump({
+    "governance_notes": e["BENCH_META_GOV_NOTES"], "redis_version": e["BENCH_META_REDIS"],
+    "postgres_version": e["BENCH_META_POSTGRES"],
+    "governance_configs": configs.read_text().splitlines() if configs.exists() else [],
     "date": e["BENCH_META_DATE"], "nproc": e["BENCH_META_NPROC"], "cpu_model": e["BENCH_META_CPU"],
     "mem": e["BENCH_META_MEM"], "kernel": e["BENCH_META_KERNEL"], "landfall_rev": e["BENCH_META_REV"],
     "wrk_version": e["BENCH_META_WRK"], "litellm_version": e["BENCH_META_LITELLM"],
@@ -284,4 +479,9 @@ json.dump({
     "landfall_settings": e["BENCH_META_LANDFALL_SETTINGS"], "notes": e["BENCH_META_NOTES"],
 }, open(sys.argv[1], "w"), indent=2)
 EOF
-"$PY" "$BENCH_PY" report --meta "$WORK/meta.json" --results "$WORK" --docs "$DOCS"
+if has_section gateway; then
+  "$PY" "$BENCH_PY" report --meta "$WORK/meta.json" --results "$WORK" --docs "$DOCS"
+fi
+if has_section governance; then
+  "$PY" "$BENCH_PY" report-governance --meta "$WORK/meta.json" --results "$WORK" --docs "$DOCS"
+fi

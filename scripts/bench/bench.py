@@ -9,6 +9,14 @@
   bench.py report --meta META.json --results DIR --docs docs/benchmarks.md
       Prints the markdown report and writes it into docs/benchmarks.md as the section
       "## Gateway overhead (issue 2)", replacing that section if present.
+
+  bench.py report-governance --meta META.json --results DIR --docs docs/benchmarks.md
+      The same for the bare and governed gateways measured in rounds (gov-CONFIG-ROUND.json)
+      and the Redis limiter benchmark (limiter-*.json): the section
+      "## Governance overhead (issue 3)".
+
+Requests carry `Authorization: Bearer $BENCH_API_KEY` when it is set (`measure --api-key`
+sets it), and none otherwise.
 """
 
 from __future__ import annotations
@@ -40,6 +48,9 @@ SCENARIOS = [
 ]
 
 SECTION = "## Gateway overhead (issue 2)"
+GOVERNANCE_SECTION = "## Governance overhead (issue 3)"
+# One small chat completion; max_tokens as in chat.lua.
+CHAT_BODY = {"model": "bench", "messages": [{"role": "user", "content": "hello"}], "max_tokens": 256}
 
 
 def log(message: str) -> None:
@@ -177,12 +188,18 @@ def parse_seconds(text: str) -> float:
 # ---------------------------------------------------------------- correctness checks
 
 
+def request_headers() -> dict[str, str]:
+    headers = {"Content-Type": "application/json"}
+    if os.environ.get("BENCH_API_KEY"):
+        headers["Authorization"] = "Bearer " + os.environ["BENCH_API_KEY"]
+    return headers
+
+
 def post(url: str, body: dict, timeout: float = 30.0) -> tuple[int, dict, bytes]:
     parts = urllib.parse.urlsplit(url)
     conn = http.client.HTTPConnection(parts.hostname, parts.port, timeout=timeout)
     try:
-        conn.request("POST", CHAT_PATH, body=json.dumps(body),
-                     headers={"Content-Type": "application/json", "Authorization": "Bearer x"})
+        conn.request("POST", CHAT_PATH, body=json.dumps(body), headers=request_headers())
         resp = conn.getresponse()
         data = resp.read()
         return resp.status, {k.lower(): v for k, v in resp.getheaders()}, data
@@ -191,7 +208,7 @@ def post(url: str, body: dict, timeout: float = 30.0) -> tuple[int, dict, bytes]
 
 
 def check_nonstream(url: str) -> dict:
-    status, _, data = post(url, {"model": "bench", "messages": [{"role": "user", "content": "hello"}]})
+    status, headers, data = post(url, CHAT_BODY)
     ok = False
     content = None
     if status == 200:
@@ -200,10 +217,12 @@ def check_nonstream(url: str) -> dict:
             ok = content == "echo: hello"
         except (ValueError, KeyError, IndexError, TypeError):
             pass
-    return {"ok": ok, "status": status, "content": content}
+    return {"ok": ok, "status": status, "content": content,
+            "ratelimit_headers": sorted(k for k in headers if k.startswith("x-ratelimit-")),
+            "cache_header": headers.get("x-landfall-cache")}
 
 
-STREAM_BODY = json.dumps({"model": "bench", "messages": [{"role": "user", "content": "hello"}], "stream": True})
+STREAM_BODY = json.dumps(dict(CHAT_BODY, stream=True))
 
 
 def check_one_stream(conn: http.client.HTTPConnection) -> dict:
@@ -214,8 +233,7 @@ def check_one_stream(conn: http.client.HTTPConnection) -> dict:
     is over)."""
     started = time.perf_counter()
     try:
-        conn.request("POST", CHAT_PATH, body=STREAM_BODY,
-                     headers={"Content-Type": "application/json", "Authorization": "Bearer x"})
+        conn.request("POST", CHAT_PATH, body=STREAM_BODY, headers=request_headers())
         resp = conn.getresponse()
         last = time.perf_counter()
         gaps, lines = [], []
@@ -293,7 +311,13 @@ def check_streams(url: str, count: int, parallel: int, stall_ms: float) -> dict:
 
 
 def measure(args: argparse.Namespace) -> None:
+    if args.api_key:
+        os.environ["BENCH_API_KEY"] = args.api_key  # for wrk (chat.lua) and the checks here
     watch: dict[str, list[int]] = {}
+    watch_roots: dict[str, int] = {}
+    for item in args.watch or []:
+        name, _, pid = item.partition("=")
+        watch_roots[name] = int(pid)
     gateway_pids: list[int] = []
     if args.pid:
         gateway_pids = process_tree(args.pid)
@@ -306,16 +330,21 @@ def measure(args: argparse.Namespace) -> None:
     log(f"{args.name}: non-stream sanity check: {result['nonstream_check']}")
     if not result["nonstream_check"]["ok"]:
         raise SystemExit(f"{args.name}: the non-stream sanity request failed")
+    if args.expect_ratelimit_headers and not result["nonstream_check"]["ratelimit_headers"]:
+        raise SystemExit(f"{args.name}: no x-ratelimit-* headers: the request was not rate limited")
     if gateway_pids:
         result["idle_memory"] = memory(gateway_pids)
 
     if args.warmup and parse_seconds(args.warmup) > 0:
         log(f"{args.name}: warm-up {args.warmup} at 50 connections")
-        run_wrk(args.url, False, 2, 50, args.warmup, args.timeout, args.wrk_cpus, {})
+        warmup = run_wrk(args.url, False, 2, 50, args.warmup, args.timeout, args.wrk_cpus, {})
+        result["warmup"] = {"requests": warmup["requests"], "rps": warmup["rps"]}
 
     for key, label, stream, threads, conns in SCENARIOS:
         if args.pid:  # litellm may fork workers lazily
             watch["gateway"] = process_tree(args.pid)
+        for name, root in watch_roots.items():  # e.g. PostgreSQL's backends come and go
+            watch[name] = process_tree(root)
         log(f"{args.name}: {label} for {args.duration}")
         res = run_wrk(args.url, stream, threads, conns, args.duration, args.timeout, args.wrk_cpus, watch)
         log(f"{args.name}: {label}: {res['rps']:.0f} req/s, p50 {res['p50_us']} us, p99 {res['p99_us']} us,"
@@ -401,7 +430,7 @@ def report(args: argparse.Namespace) -> None:
     out.append("```")
     out.append("")
     out.append("Each request is `POST /v1/chat/completions` with body "
-               "`{\"model\":\"bench\",\"messages\":[{\"role\":\"user\",\"content\":\"hello\"}]}` "
+               f"`{json.dumps(CHAT_BODY, separators=(',', ':'))}` "
                "(plus `\"stream\":true` for stream; the mock replies `echo: hello`, 5 SSE events "
                "ending in `data: [DONE]`). For streams wrk times the whole response. "
                "`direct` is wrk against the mock upstream itself.")
@@ -545,7 +574,8 @@ def report(args: argparse.Namespace) -> None:
 def update_docs(path: Path, section: str) -> None:
     existing = path.read_text() if path.exists() else "# Benchmarks\n"
     lines = existing.splitlines(keepends=True)
-    start = next((i for i, l in enumerate(lines) if l.rstrip() == SECTION), None)
+    heading = section.splitlines()[0].rstrip()
+    start = next((i for i, l in enumerate(lines) if l.rstrip() == heading), None)
     if start is None:
         new = existing.rstrip("\n") + "\n\n" + section
     else:
@@ -555,6 +585,180 @@ def update_docs(path: Path, section: str) -> None:
         new = "".join(lines[:start]) + section + ("\n" + rest if rest else "")
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(new)
+
+
+# ---------------------------------------------------------------- report: governance (issue 3)
+
+GOV_CONFIGS = [
+    ("bare", "bare"),
+    ("embedded", "governed, embedded"),
+    ("redis", "governed, Redis + PostgreSQL"),
+]
+
+
+def median(values: list[float]) -> float:
+    ordered = sorted(values)
+    middle = len(ordered) // 2
+    return ordered[middle] if len(ordered) % 2 else (ordered[middle - 1] + ordered[middle]) / 2
+
+
+def gov_summary(runs: list[dict], key: str) -> dict | None:
+    scenarios = [run["scenarios"][key] for run in runs if key in run.get("scenarios", {})]
+    if not scenarios:
+        return None
+    rps = [s["rps"] for s in scenarios]
+
+    def cpu_us(name: str) -> float | None:
+        values = [s["cpu_s"][name] / s["requests"] * 1e6 for s in scenarios
+                  if name in s.get("cpu_s", {}) and s["requests"]]
+        return median(values) if values else None
+
+    return {
+        "rounds": len(scenarios), "rps": median(rps), "rps_min": min(rps), "rps_max": max(rps),
+        "p50_us": median([s["p50_us"] for s in scenarios]), "p99_us": median([s["p99_us"] for s in scenarios]),
+        "err_status": sum(s["err_status"] for s in scenarios),
+        "errors_socket": sum(s["errors_socket"] for s in scenarios),
+        "gateway_cpu_us": cpu_us("gateway"), "redis_cpu_us": cpu_us("redis"),
+        "postgres_cpu_us": cpu_us("postgres"), "other_cpu_us": cpu_us("other"),
+    }
+
+
+def report_governance(args: argparse.Namespace) -> None:
+    meta = json.loads(Path(args.meta).read_text())
+    results = Path(args.results)
+    runs = {name: [json.loads(p.read_text()) for p in sorted(results.glob(f"gov-{name}-[0-9]*.json"))]
+            for name, _ in GOV_CONFIGS}
+    limiter = {name: json.loads((results / f"limiter-{name}.json").read_text())
+               for name in ("rate", "governed") if (results / f"limiter-{name}.json").exists()}
+    ledger_path = results / "ledger.json"
+    ledger = json.loads(ledger_path.read_text()) if ledger_path.exists() else {}
+    summary = {name: {key: gov_summary(runs[name], key) for key, *_ in SCENARIOS} for name, _ in GOV_CONFIGS}
+    rounds = max((len(v) for v in runs.values()), default=0)
+
+    out: list[str] = [GOVERNANCE_SECTION, ""]
+    out.append(f"Measured {meta['date']} by `scripts/bench-gateway.sh` "
+               f"({rounds} rounds; in each round the three configurations below run one after another, "
+               f"each through the same four wrk scenarios of {meta['duration']}, after a warm-up; "
+               "figures are the median over rounds, with the range of req/s).")
+    out.append("")
+    out.append("**Machine.** " + f"{meta['nproc']} CPUs ({meta['cpu_model']}), {meta['mem']} RAM, {meta['kernel']}; "
+               "wrk, the gateway, the mock upstream, Redis and PostgreSQL share these cores. " + meta["pinning"])
+    out.append("")
+    out.append("**Versions.** " + f"landfall `{meta['landfall_rev']}` (release build); {meta['wrk_version']}; "
+               f"{meta.get('redis_version', 'Redis ?')}; {meta.get('postgres_version', 'PostgreSQL ?')}; mock upstream "
+               f"`landfall-mock-upstream --workers {meta['upstream_workers']}`.")
+    out.append("")
+    out.append("**Reproduce.** `BENCH_SECTIONS=governance scripts/bench-gateway.sh` (env: "
+               "`BENCH_GOV_ROUNDS=3`, `BENCH_DURATION=10s`, `BENCH_WARMUP=3s`, `BENCH_POSTGRES_URL=postgres://postgres@127.0.0.1:5432/test`, "
+               "`BENCH_REDIS_URL=redis://127.0.0.1:6379`; the default `BENCH_SECTIONS=\"gateway governance\"` also "
+               "re-measures issue 2's section). Requests and wrk settings are issue 2's (above), body "
+               f"`{json.dumps(CHAT_BODY, separators=(',', ':'))}`, with `Authorization: Bearer <key>` for the governed "
+               "configurations. The Redis limiter figures come from "
+               "`cargo run --release -p landfall-kv --example limiter_bench -- --checks rate|governed --tasks 64 --seconds 5`.")
+    out.append("")
+    out.append("**Configurations** (all three run at once, on the same mock upstream, idle while another is measured):")
+    out.append("")
+    for line in meta.get("governance_configs", []):
+        out.append(f"- {line}")
+    out.append("")
+
+    out.append("| configuration | scenario | req/s (median, range) | vs bare | p50 | p99 | non-2xx | socket errors | gateway CPU per request |")
+    out.append("| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
+    for name, label in GOV_CONFIGS:
+        for key, scenario, *_ in SCENARIOS:
+            s, bare = summary[name][key], summary["bare"][key]
+            if not s:
+                continue
+            ratio = f"{s['rps'] / bare['rps'] * 100:.1f} %" if bare and bare["rps"] else "n/a"
+            cpu = fmt_us(s["gateway_cpu_us"]) if s["gateway_cpu_us"] is not None else "n/a"
+            out.append(f"| {label} | {scenario} | {fmt_rps(s['rps'])} ({fmt_rps(s['rps_min'])}–{fmt_rps(s['rps_max'])}) "
+                       f"| {ratio} | {fmt_us(s['p50_us'])} | {fmt_us(s['p99_us'])} | {s['err_status']} "
+                       f"| {s['errors_socket']} | {cpu} |")
+    out.append("")
+    out.append("\"Gateway CPU per request\" is landfall's user+system CPU time during the scenario divided by the "
+               "requests completed (median over rounds); the difference to bare is what governance costs per "
+               "request in landfall itself.")
+    out.append("")
+
+    # Where the time goes, at 50 connections non-stream.
+    key = "nonstream_c50"
+    bare = summary["bare"][key]
+    if bare:
+        out.append("**CPU per request, non-stream at 50 connections** (median over rounds):")
+        out.append("")
+        out.append("| configuration | landfall | mock upstream + wrk + rest of the machine | Redis server | PostgreSQL |")
+        out.append("| --- | ---: | ---: | ---: | ---: |")
+        for name, label in GOV_CONFIGS:
+            s = summary[name][key]
+            if not s:
+                continue
+            others = [run["scenarios"][key] for run in runs[name] if key in run["scenarios"]]
+            rest = median([(o["cpu_s"].get("upstream", 0) + o["cpu_s"].get("wrk", 0) + o["cpu_s"].get("other", 0))
+                           / o["requests"] * 1e6 for o in others if o["requests"]])
+            extra = lambda v: fmt_us(v) if v is not None else "–"
+            out.append(f"| {label} | {fmt_us(s['gateway_cpu_us'])} | {fmt_us(rest)} | {extra(s['redis_cpu_us'])} "
+                       f"| {extra(s['postgres_cpu_us'])} |")
+        out.append("")
+
+    if ledger:
+        out.append("**Every governed request was accounted.** Usage rows in the ledger after the runs (requests "
+                   "summed over the `usage` table for the benchmark tenant) against the responses wrk and the checks "
+                   "received (requests cut off when wrk stops are settled as failed and counted too, so the "
+                   "ledger can be a little higher):")
+        out.append("")
+        for name, label in GOV_CONFIGS:
+            if name in ledger:
+                completed = sum(run.get("warmup", {}).get("requests", 0)
+                                + sum(s["requests"] for s in run["scenarios"].values())
+                                + 1 + run.get("stream_check", {}).get("requests", 0) for run in runs[name])
+                out.append(f"- {label}: ledger {ledger[name]:,} requests; completed responses {completed:,}")
+        out.append("")
+
+    if limiter:
+        out.append("**Redis limiter alone** (`RedisLimiter` over one multiplexed connection, 64 concurrent tasks, "
+                   "one `acquire` + one `release` per admission; Redis on the same 2 cores):")
+        out.append("")
+        out.append("| checks per admission | admissions/s | p50 | p99 | refused | errors |")
+        out.append("| --- | ---: | ---: | ---: | ---: | ---: |")
+        for name, text in (("rate", "1 (requests per second; nothing to release)"),
+                           ("governed", "10: tenant and key rps, rpm, tpm, concurrency, daily token budget (the governed gateway above also has the tenant's money budget); the release returns leases and corrects tokens")):
+            if name in limiter:
+                l = limiter[name]
+                out.append(f"| {text} | {l['pairs_per_s']:,.0f} | {fmt_us(l['p50_us'])} | {fmt_us(l['p99_us'])} "
+                           f"| {l['refused']} | {l['errors']} |")
+        out.append("")
+
+    out.append("**Targets from issue 3:**")
+    out.append("")
+    out.append("| target | measured | result |")
+    out.append("| --- | --- | --- |")
+    for name, label in GOV_CONFIGS[1:]:
+        parts, verdict = [], None
+        for key, scenario, *_ in SCENARIOS:
+            s, b = summary[name][key], summary["bare"][key]
+            if s and b and b["rps"]:
+                drop = (1 - s["rps"] / b["rps"]) * 100
+                parts.append(f"{scenario}: " + (f"{drop:.1f} % slower" if drop >= 0 else f"{-drop:.1f} % faster"))
+                if key == "nonstream_c50":
+                    verdict = drop <= 10
+        out.append(f"| throughput drop ≤ 10 % vs bare, {label} (judged at non-stream, 50 conns) | "
+                   f"{'; '.join(parts) or 'n/a'} | {passfail(verdict)} |")
+    if limiter:
+        values = [f"{l['pairs_per_s']:,.0f}/s ({l['checks_per_acquire']} check{'s' if l['checks_per_acquire'] > 1 else ''} each)"
+                  for l in limiter.values()]
+        low = min(l["pairs_per_s"] for l in limiter.values())
+        out.append(f"| Redis-backed limit checks ≥ 5,000/s | {'; '.join(values)} | {passfail(low >= 5000)} |")
+    else:
+        out.append("| Redis-backed limit checks ≥ 5,000/s | not measured | n/a |")
+    out.append("")
+    if meta.get("governance_notes"):
+        out.append("**Notes.** " + meta["governance_notes"])
+        out.append("")
+
+    text = "\n".join(out).rstrip() + "\n"
+    print(text)
+    update_docs(Path(args.docs), text)
+    log(f"wrote {args.docs}")
 
 
 # ---------------------------------------------------------------- main
@@ -577,18 +781,26 @@ def main() -> None:
     m.add_argument("--stream-check-parallel", type=int, default=4)
     m.add_argument("--stall-ms", type=float, default=25.0,
                    help="a pause longer than this inside a streamed response counts as a stall")
-    r = sub.add_parser("report")
-    r.add_argument("--meta", required=True)
-    r.add_argument("--results", required=True)
-    r.add_argument("--docs", required=True)
+    m.add_argument("--api-key", default=None, help="bearer key for every request")
+    m.add_argument("--watch", action="append", metavar="NAME=PID",
+                   help="another process (with its children) whose CPU time is reported per scenario")
+    m.add_argument("--expect-ratelimit-headers", action="store_true",
+                   help="fail unless the sanity request's answer has x-ratelimit-* headers")
+    for name in ("report", "report-governance"):
+        r = sub.add_parser(name)
+        r.add_argument("--meta", required=True)
+        r.add_argument("--results", required=True)
+        r.add_argument("--docs", required=True)
     args = parser.parse_args()
     if args.command == "measure":
         url = urllib.parse.urlsplit(args.url)
         if url.hostname not in ("127.0.0.1", "localhost", "::1"):
             raise SystemExit("only loopback targets are allowed")
         measure(args)
-    else:
+    elif args.command == "report":
         report(args)
+    else:
+        report_governance(args)
 
 
 if __name__ == "__main__":

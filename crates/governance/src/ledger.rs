@@ -53,6 +53,9 @@ const MAX_PENDING_ROWS: usize = 100_000;
 #[derive(Default)]
 pub(crate) struct Ledger {
     pending: Mutex<HashMap<String, UsageRecord>>,
+    /// Held for a whole flush, from taking the rows to their commit: a flush never runs beside
+    /// another, and whoever holds it knows no rows are in flight (see `Governance::shutdown`).
+    pub(crate) flushing: tokio::sync::Mutex<()>,
     pub(crate) dropped_rows: std::sync::atomic::AtomicU64,
 }
 
@@ -94,6 +97,15 @@ impl Ledger {
 
     /// Writes what is pending; on failure the rows are kept for the next flush.
     pub(crate) async fn flush(&self, store: &dyn MetadataStore) -> Result<usize, StoreError> {
+        let _flushing = self.flushing.lock().await;
+        self.flush_locked(store).await
+    }
+
+    /// [`Ledger::flush`] for a caller that holds `flushing`.
+    pub(crate) async fn flush_locked(
+        &self,
+        store: &dyn MetadataStore,
+    ) -> Result<usize, StoreError> {
         let rows: Vec<UsageRecord> = match self.pending.lock() {
             Ok(mut pending) => pending.drain().map(|(_, row)| row).collect(),
             Err(_) => return Ok(0),

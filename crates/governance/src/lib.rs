@@ -406,11 +406,15 @@ impl Governance {
 
     /// Stops background work after a last ledger flush.
     pub async fn shutdown(&self) {
-        if let Err(error) = self.flush_usage().await {
-            tracing::error!(%error, "usage not written to the ledger at shutdown");
-        }
+        // Waiting for the flush lock means the background flusher is not half-way through a
+        // write; aborting it then cannot lose the rows it took.
+        let ledger = &self.inner.ledger;
+        let _flushing = ledger.flushing.lock().await;
         for task in self.tasks.iter() {
             task.abort();
+        }
+        if let Err(error) = ledger.flush_locked(self.inner.store.as_ref()).await {
+            tracing::error!(%error, "usage not written to the ledger at shutdown");
         }
     }
 }

@@ -14,7 +14,7 @@
 //!   429 `rate_limit_exceeded` with `Retry-After` and `x-ratelimit-*` headers.
 //! - **Budget.** A second tenant with a daily budget of [`BUDGET_TOKENS`] tokens and no rate
 //!   limit is hammered from both replicas at once until every request gets 429
-//!   `insufficient_quota`. After the replicas flush their ledgers and stop, the `usage` table
+//!   `insufficient_quota`. Once the replicas have flushed their ledgers, the `usage` table
 //!   must hold exactly the usage the client was served, at most `budget + one reservation`
 //!   (reservations are taken atomically in Redis, so concurrent replicas cannot overspend) and
 //!   more than `budget − one reservation` (so the budget was in fact reached and settled, no
@@ -121,19 +121,25 @@ async fn run(backends: Backends) {
     let admitted = rate_limit_is_shared(&client, &urls, &rate_key, &replicas).await;
     let spent = budget_is_shared(&client, &urls, &budget_key, &replicas).await;
 
-    // A stopping replica writes its last usage to the ledger.
+    // Stopping the replicas (SIGTERM) flushes what their ledgers still hold: after it, the
+    // `usage` table must count every served request, including rows a periodic flush was
+    // writing when the signal came.
     replicas.stop();
     let database = backends.connect_database().await;
     let rate_ledger = ledger(&database, &rate_tenant).await;
     let budget_ledger = ledger(&database, &budget_tenant).await;
     eprintln!("ledger: {rate_tenant} {rate_ledger:?}; {budget_tenant} {budget_ledger:?}");
     assert_eq!(
-        rate_ledger.requests, admitted,
-        "the ledger of both replicas must count every admitted request of {rate_tenant}"
+        rate_ledger.requests,
+        admitted,
+        "the ledger of both replicas must count every admitted request of {rate_tenant}\n{}",
+        replicas.log_tails()
     );
     assert_eq!(
-        budget_ledger.requests, spent.requests,
-        "the ledger of both replicas must count every served request of {budget_tenant}"
+        budget_ledger.requests,
+        spent.requests,
+        "the ledger of both replicas must count every served request of {budget_tenant}\n{}",
+        replicas.log_tails()
     );
     assert_eq!(
         budget_ledger.tokens, spent.tokens,
@@ -385,9 +391,8 @@ async fn budget_is_shared(
     for worker in workers {
         worker.await.unwrap();
     }
-    // Settlements are applied just after each response; once they are in, one request to each
-    // replica in turn until both refuse.
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    // Every request settles before its response, so nothing is in flight now: one request to
+    // each replica in turn until both refuse.
     let mut refused = 0;
     while refused < urls.len() && Instant::now() < deadline {
         refused = 0;
