@@ -12,7 +12,7 @@ use landfall_types::TokenPrice;
 
 use crate::error::period_name;
 use crate::ledger::Usage;
-use crate::periods::window;
+use crate::periods::windows;
 use crate::{GovernanceError, Inner, Principal, now_millis};
 
 /// What a request is expected to consume, for reservations.
@@ -74,7 +74,8 @@ impl RateLimitHeaders {
 }
 
 /// OpenAI's duration format: `20ms`, `1s`, `1.5s`, `6m0s`.
-fn duration_text(millis: u64) -> String {
+#[must_use]
+pub fn duration_text(millis: u64) -> String {
     if millis < 1_000 {
         return format!("{millis}ms");
     }
@@ -96,16 +97,16 @@ enum Purpose {
     Budget(Budget, i64),
 }
 
-struct Planned {
-    check: Check,
+/// What each check of a plan is for, and whose it is (parallel to the checks).
+struct Planned<'a> {
     purpose: Purpose,
     scope: &'static str,
-    id: String,
+    id: &'a str,
 }
 
 /// The counters for one principal and demand.
-fn plan(principal: &Principal, demand: &Demand<'_>) -> Vec<Planned> {
-    let mut planned = Vec::new();
+fn plan<'a>(principal: &'a Principal, demand: &Demand<'_>) -> (Vec<Check>, Vec<Planned<'a>>) {
+    let mut planned = (Vec::new(), Vec::new());
     let tenant = &principal.tenant;
     add_scope(
         &mut planned,
@@ -128,22 +129,18 @@ fn plan(principal: &Principal, demand: &Demand<'_>) -> Vec<Planned> {
     planned
 }
 
-fn add_scope(
-    planned: &mut Vec<Planned>,
+fn add_scope<'a>(
+    (checks, planned): &mut (Vec<Check>, Vec<Planned<'a>>),
     scope: &'static str,
-    id: &str,
+    id: &'a str,
     limits: &Limits,
     budgets: &[Budget],
     demand: &Demand<'_>,
 ) {
-    let prefix = format!("{}:{id}", &scope[..1]);
+    let initial = &scope[..1];
     let mut push = |check: Check, purpose: Purpose| {
-        planned.push(Planned {
-            check,
-            purpose,
-            scope,
-            id: id.to_owned(),
-        });
+        checks.push(check);
+        planned.push(Planned { purpose, scope, id });
     };
     let rates = [
         (
@@ -161,60 +158,64 @@ fn add_scope(
     ];
     for (limit, period_ms, suffix, name) in rates {
         if let Some(limit) = limit {
-            let key = format!("rl:{prefix}:{suffix}");
-            push(
-                Check::Rate {
-                    key,
-                    limit,
-                    period_ms,
-                    cost: 1,
-                },
-                Purpose::Requests(name),
-            );
+            let key = counter_key(&["rl", initial, id, suffix]);
+            let check = Check::Rate {
+                key,
+                limit,
+                period_ms,
+                cost: 1,
+            };
+            push(check, Purpose::Requests(name));
         }
     }
     if let Some(limit) = limits.tokens_per_minute {
-        let key = format!("rl:{prefix}:tpm");
-        let cost = demand.tokens();
-        push(
-            Check::Rate {
-                key,
-                limit,
-                period_ms: 60_000,
-                cost,
-            },
-            Purpose::Tokens,
-        );
+        let key = counter_key(&["rl", initial, id, "tpm"]);
+        let check = Check::Rate {
+            key,
+            limit,
+            period_ms: 60_000,
+            cost: demand.tokens(),
+        };
+        push(check, Purpose::Tokens);
     }
     if let Some(limit) = limits.max_concurrent_requests {
-        push(
-            Check::Concurrency {
-                key: format!("cc:{prefix}"),
-                limit,
-            },
-            Purpose::Concurrency,
-        );
+        let key = counter_key(&["cc", initial, id]);
+        push(Check::Concurrency { key, limit }, Purpose::Concurrency);
     }
-    let now = now_millis();
+    if budgets.is_empty() {
+        return;
+    }
+    let windows = windows(now_millis());
     for budget in budgets {
-        let window = window(budget.period, now);
+        let window = windows.get(budget.period);
         let (unit, limit, cost) = match budget.limit {
             BudgetLimit::Tokens(limit) => ("t", limit, demand.tokens()),
             BudgetLimit::CostNanos(limit) => ("c", limit, demand.cost_nanos()),
         };
-        let key = format!("bg:{prefix}:{}:{unit}", window.label);
+        let key = counter_key(&["bg", initial, id, &window.label, unit]);
         // Kept a day past the period, so a late settlement still finds its counter.
         let expires_at_ms = window.end + 86_400_000;
-        push(
-            Check::Budget {
-                key,
-                limit,
-                cost,
-                expires_at_ms,
-            },
-            Purpose::Budget(*budget, window.start),
-        );
+        let check = Check::Budget {
+            key,
+            limit,
+            cost,
+            expires_at_ms,
+        };
+        push(check, Purpose::Budget(*budget, window.start));
     }
+}
+
+/// `parts` joined by `:`, in one allocation (this runs for every counter of every request).
+fn counter_key(parts: &[&str]) -> String {
+    let length = parts.iter().map(|part| part.len() + 1).sum();
+    let mut key = String::with_capacity(length);
+    for (index, part) in parts.iter().enumerate() {
+        if index > 0 {
+            key.push(':');
+        }
+        key.push_str(part);
+    }
+    key
 }
 
 /// A request let in: it holds its reservations until [`Admission::settle`] (or its drop, which
@@ -222,8 +223,7 @@ fn add_scope(
 pub struct Admission {
     inner: Arc<Inner>,
     lease_id: String,
-    tenant_id: String,
-    key_id: String,
+    principal: Principal,
     model: String,
     reserved_tokens: u64,
     reserved_cost_nanos: u64,
@@ -237,8 +237,8 @@ impl std::fmt::Debug for Admission {
     fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         formatter
             .debug_struct("Admission")
-            .field("tenant_id", &self.tenant_id)
-            .field("key_id", &self.key_id)
+            .field("tenant_id", &self.principal.tenant.id)
+            .field("key_id", &self.principal.key_id())
             .field("model", &self.model)
             .finish_non_exhaustive()
     }
@@ -253,7 +253,7 @@ impl Admission {
 
     #[must_use]
     pub fn tenant_id(&self) -> &str {
-        &self.tenant_id
+        &self.principal.tenant.id
     }
 
     /// Corrects every reservation to what the request used and adds it to the ledger. Returns
@@ -318,9 +318,13 @@ impl Admission {
                 _ => None,
             })
             .collect();
-        self.inner
-            .ledger
-            .add(&self.tenant_id, &self.key_id, &self.model, target, &usage);
+        self.inner.ledger.add(
+            &self.principal.tenant.id,
+            self.principal.key_id(),
+            &self.model,
+            target,
+            &usage,
+        );
         (!releases.is_empty()).then(|| PendingRelease {
             inner: Arc::clone(&self.inner),
             lease_id: std::mem::take(&mut self.lease_id),
@@ -372,12 +376,11 @@ pub(crate) async fn admit(
     principal: &Principal,
     demand: &Demand<'_>,
 ) -> Result<Admission, GovernanceError> {
-    let planned = plan(principal, demand);
+    let (checks, planned) = plan(principal, demand);
     let admission = |taken: Vec<(Check, Purpose)>, lease_id: String, headers| Admission {
         inner: Arc::clone(inner),
         lease_id,
-        tenant_id: principal.tenant.id.clone(),
-        key_id: principal.key_id().to_owned(),
+        principal: principal.clone(),
         model: demand.model.to_owned(),
         reserved_tokens: demand.tokens(),
         reserved_cost_nanos: demand.cost_nanos(),
@@ -392,11 +395,15 @@ pub(crate) async fn admit(
             RateLimitHeaders::default(),
         ));
     }
-    let lease_id = lease_id();
-    let checks: Vec<Check> = planned
+    // Only concurrency leases need an id.
+    let needs_lease = checks
         .iter()
-        .map(|planned| planned.check.clone())
-        .collect();
+        .any(|check| matches!(check, Check::Concurrency { .. }));
+    let lease_id = if needs_lease {
+        lease_id()
+    } else {
+        String::new()
+    };
     let verdict = match acquire_seeded(inner, &lease_id, &planned, &checks).await {
         Ok(verdict) => verdict,
         Err(error) => {
@@ -420,9 +427,9 @@ pub(crate) async fn admit(
     if !verdict.admitted {
         return Err(refusal(&planned, &verdict, headers));
     }
-    let taken = planned
+    let taken = checks
         .into_iter()
-        .map(|planned| (planned.check, planned.purpose))
+        .zip(planned.iter().map(|planned| planned.purpose))
         .collect();
     Ok(admission(taken, lease_id, headers))
 }
@@ -431,7 +438,7 @@ pub(crate) async fn admit(
 async fn acquire_seeded(
     inner: &Inner,
     lease_id: &str,
-    planned: &[Planned],
+    planned: &[Planned<'_>],
     checks: &[Check],
 ) -> Result<Verdict, landfall_kv::KvError> {
     let mut verdict = inner.limiter.acquire(lease_id, checks).await?;
@@ -442,14 +449,16 @@ async fn acquire_seeded(
             break;
         }
         for &index in &verdict.unseeded {
-            let Some(Planned {
-                check: Check::Budget {
+            let (
+                Some(Check::Budget {
                     key, expires_at_ms, ..
-                },
-                purpose: Purpose::Budget(budget, start),
-                scope,
-                id,
-            }) = planned.get(index)
+                }),
+                Some(Planned {
+                    purpose: Purpose::Budget(budget, start),
+                    scope,
+                    id,
+                }),
+            ) = (checks.get(index), planned.get(index))
             else {
                 continue;
             };
@@ -492,7 +501,7 @@ async fn budget_used(
     })
 }
 
-fn headers(planned: &[Planned], states: &[CheckState]) -> RateLimitHeaders {
+fn headers(planned: &[Planned<'_>], states: &[CheckState]) -> RateLimitHeaders {
     let mut headers = RateLimitHeaders::default();
     for (planned, state) in planned.iter().zip(states) {
         match planned.purpose {
@@ -504,7 +513,11 @@ fn headers(planned: &[Planned], states: &[CheckState]) -> RateLimitHeaders {
     headers
 }
 
-fn refusal(planned: &[Planned], verdict: &Verdict, headers: RateLimitHeaders) -> GovernanceError {
+fn refusal(
+    planned: &[Planned<'_>],
+    verdict: &Verdict,
+    headers: RateLimitHeaders,
+) -> GovernanceError {
     let headers = Box::new(headers);
     let denied = verdict.denied.and_then(|index| planned.get(index));
     let Some(denied) = denied else {
@@ -515,7 +528,7 @@ fn refusal(planned: &[Planned], verdict: &Verdict, headers: RateLimitHeaders) ->
         });
     };
     let retry_after = verdict.retry_after_ms.map(Duration::from_millis);
-    let (scope, id) = (denied.scope, denied.id.clone());
+    let (scope, id) = (denied.scope, denied.id.to_owned());
     match denied.purpose {
         Purpose::Budget(budget, _) => GovernanceError::QuotaExceeded {
             scope,

@@ -37,7 +37,7 @@ pub use admin::{
     Admin, AdminError, BudgetSpec, Change, CreatedKey, KeyPatch, KeyView, NewKey, NewTenant, Page,
     TenantPatch, TenantView,
 };
-pub use admission::{Admission, Demand, RateLimitHeaders};
+pub use admission::{Admission, Demand, RateLimitHeaders, duration_text};
 pub use auth::Principal;
 pub use cache::{CACHE_REQUEST_HEADER, CacheKey, CacheLookup, CachedReply};
 pub use error::{GovernanceError, StartError};

@@ -1,5 +1,7 @@
 //! Calendar periods of budgets, in UTC.
 
+use std::sync::{Arc, Mutex};
+
 use landfall_storage::{BudgetPeriod, UnixMillis};
 use time::{Date, Month, OffsetDateTime, Time};
 
@@ -10,6 +12,49 @@ pub(crate) struct Window {
     pub label: String,
     pub start: UnixMillis,
     pub end: UnixMillis,
+}
+
+/// The day and month containing an instant.
+#[derive(Debug)]
+pub(crate) struct Windows {
+    day_index: i64,
+    pub day: Window,
+    pub month: Window,
+}
+
+impl Windows {
+    pub(crate) fn get(&self, period: BudgetPeriod) -> &Window {
+        match period {
+            BudgetPeriod::Day => &self.day,
+            BudgetPeriod::Month => &self.month,
+        }
+    }
+}
+
+/// The windows of `now`, computed once per UTC day and shared (every request with a budget
+/// needs them).
+pub(crate) fn windows(now: UnixMillis) -> Arc<Windows> {
+    static CURRENT: Mutex<Option<Arc<Windows>>> = Mutex::new(None);
+    let day_index = now.div_euclid(86_400_000);
+    let Ok(mut current) = CURRENT.lock() else {
+        return Arc::new(compute(now, day_index));
+    };
+    match &*current {
+        Some(windows) if windows.day_index == day_index => Arc::clone(windows),
+        _ => {
+            let windows = Arc::new(compute(now, day_index));
+            *current = Some(Arc::clone(&windows));
+            windows
+        }
+    }
+}
+
+fn compute(now: UnixMillis, day_index: i64) -> Windows {
+    Windows {
+        day_index,
+        day: window(BudgetPeriod::Day, now),
+        month: window(BudgetPeriod::Month, now),
+    }
 }
 
 pub(crate) fn window(period: BudgetPeriod, now: UnixMillis) -> Window {
@@ -76,6 +121,16 @@ mod tests {
         assert_eq!(month.label, "m202611");
         assert_eq!(month.start, 1_793_491_200_000);
         assert_eq!(month.end, 1_796_083_200_000);
+    }
+
+    #[test]
+    fn shared_windows_follow_the_day() {
+        let today = windows(NOW);
+        assert_eq!(today.get(BudgetPeriod::Day).label, "d20261129");
+        assert!(Arc::ptr_eq(&today, &windows(NOW + 1_000)));
+        let tomorrow = windows(NOW + 86_400_000);
+        assert_eq!(tomorrow.day.label, "d20261130");
+        assert_eq!(tomorrow.month.label, "m202611");
     }
 
     #[test]

@@ -4,8 +4,8 @@ pub(crate) mod health;
 pub(crate) mod models;
 
 use axum::response::Response;
-use http::HeaderValue;
-use landfall_governance::RateLimitHeaders;
+use http::{HeaderName, HeaderValue};
+use landfall_governance::{RateLimitHeaders, duration_text};
 
 use crate::{ATTEMPTS_HEADER, TARGET_HEADER};
 
@@ -20,10 +20,29 @@ pub(crate) fn served_headers(response: &mut Response, target: &str, attempts: u3
 
 /// OpenAI's `x-ratelimit-*` headers for the tightest limits the request passed.
 pub(crate) fn rate_limit_headers(response: &mut Response, limits: &RateLimitHeaders) {
+    // Names built at compile time and numbers straight into values: this runs on every
+    // governed response.
+    const NAMES: [[HeaderName; 3]; 2] = [
+        [
+            HeaderName::from_static("x-ratelimit-limit-requests"),
+            HeaderName::from_static("x-ratelimit-remaining-requests"),
+            HeaderName::from_static("x-ratelimit-reset-requests"),
+        ],
+        [
+            HeaderName::from_static("x-ratelimit-limit-tokens"),
+            HeaderName::from_static("x-ratelimit-remaining-tokens"),
+            HeaderName::from_static("x-ratelimit-reset-tokens"),
+        ],
+    ];
     let headers = response.headers_mut();
-    for (name, value) in limits.pairs() {
-        if let Ok(value) = HeaderValue::from_str(&value) {
-            headers.insert(name, value);
+    for ([limit, remaining, reset], state) in
+        NAMES.into_iter().zip([limits.requests, limits.tokens])
+    {
+        let Some(state) = state else { continue };
+        headers.insert(limit, HeaderValue::from(state.limit));
+        headers.insert(remaining, HeaderValue::from(state.remaining));
+        if let Ok(value) = HeaderValue::from_str(&duration_text(state.reset_ms)) {
+            headers.insert(reset, value);
         }
     }
 }

@@ -143,6 +143,7 @@ impl Backends {
     /// PostgreSQL and Redis at `LANDFALL_TEST_POSTGRES_URL` / `LANDFALL_TEST_REDIS_URL` (the
     /// local defaults otherwise). `None`, with the reason printed, only when both skip variables
     /// say so; an unreachable server otherwise fails the test.
+    #[expect(clippy::print_stderr, reason = "a skipped test says why")]
     pub async fn shared() -> Option<Backends> {
         if std::env::var("LANDFALL_TEST_SKIP_POSTGRES").is_ok_and(|value| value == "1")
             || std::env::var("LANDFALL_TEST_SKIP_REDIS").is_ok_and(|value| value == "1")
