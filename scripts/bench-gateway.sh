@@ -355,12 +355,20 @@ $PROVIDER_TOML
 targets = [{ provider = "mock", model = "bench", price = { input = 0.15, cached_input = 0.075, output = 0.60 } }]
 EOF
   }
-  mkdir -p "$WORK/gov-bare" "$WORK/gov-embedded"
+  mkdir -p "$WORK/gov-bare" "$WORK/gov-embedded" "$WORK/gov-typical"
   bare_config "$WORK/gov-bare/landfall.db" >"$WORK/gov-bare.toml"
   governed_config "[storage.metadata]
 type = \"sqlite\"
 path = \"$WORK/gov-embedded/landfall.db\"" "[storage.kv]
 type = \"memory\"" >"$WORK/gov-embedded.toml"
+  governed_config "[storage.metadata]
+type = \"sqlite\"
+path = \"$WORK/gov-typical/landfall.db\"" "[storage.kv]
+type = \"memory\"" >"$WORK/gov-typical.toml"
+  # "typical": what a tenant usually gets: a request rate, a token rate and a daily budget on
+  # the tenant, a per-minute request limit on the key (4 counters instead of 11).
+  TYPICAL_TENANT_FLAGS=(--rps 1000000 --tpm 100000000000 --daily-tokens 10000000000000)
+  TYPICAL_KEY_FLAGS=(--rpm 60000000)
   governed_config "[storage.metadata]
 type = \"postgres\"
 url = \"$GOV_DB_URL\"" "[storage.kv]
@@ -369,13 +377,19 @@ url = \"$REDIS_URL\"
 prefix = \"$GOV_PREFIX\"" >"$WORK/gov-redis.toml"
 
   declare -A GOV_PID GOV_PORT GOV_KEY
-  for name in bare embedded redis; do
+  for name in bare embedded typical redis; do
     if [[ "$name" != bare ]]; then
-      "$LANDFALL" tenants create --config "$WORK/gov-$name.toml" --id bench --name bench "${LIMIT_FLAGS[@]}" \
-        --monthly-cost 1000000 >"$WORK/tenant-$name.json" 2>>"$WORK/cli-$name.err" ||
+      tenant_flags=("${LIMIT_FLAGS[@]}" --monthly-cost 1000000)
+      key_flags=("${LIMIT_FLAGS[@]}")
+      if [[ "$name" == typical ]]; then
+        tenant_flags=("${TYPICAL_TENANT_FLAGS[@]}")
+        key_flags=("${TYPICAL_KEY_FLAGS[@]}")
+      fi
+      "$LANDFALL" tenants create --config "$WORK/gov-$name.toml" --id bench --name bench "${tenant_flags[@]}" \
+        >"$WORK/tenant-$name.json" 2>>"$WORK/cli-$name.err" ||
         { cat "$WORK/cli-$name.err" >&2; die "cannot create the tenant ($name)"; }
       GOV_KEY[$name]=$("$LANDFALL" keys create --config "$WORK/gov-$name.toml" --tenant bench --name wrk \
-        "${LIMIT_FLAGS[@]}" 2>>"$WORK/cli-$name.err" |
+        "${key_flags[@]}" 2>>"$WORK/cli-$name.err" |
         "$PY" -c 'import json, sys; print(json.load(sys.stdin)["secret"])') ||
         { cat "$WORK/cli-$name.err" >&2; die "cannot create the key ($name)"; }
     fi
@@ -392,10 +406,10 @@ prefix = \"$GOV_PREFIX\"" >"$WORK/gov-redis.toml"
   [[ -n "$pid" ]] && WATCH+=(--watch "postgres=$pid")
 
   # Rounds rotate the order, so no configuration is always measured first or last.
-  ORDER=(bare embedded redis)
+  ORDER=(bare embedded typical redis)
   for round in $(seq 1 "$GOV_ROUNDS"); do
-    for i in 0 1 2; do
-      name=${ORDER[$(((i + round - 1) % 3))]}
+    for i in "${!ORDER[@]}"; do
+      name=${ORDER[$(((i + round - 1) % ${#ORDER[@]}))]}
       step "governance round $round/$GOV_ROUNDS: $name"
       args=(--name "$name" --url "http://127.0.0.1:${GOV_PORT[$name]}" --pid "${GOV_PID[$name]}"
         --stream-check 100 --out "$WORK/gov-$name-$round.json" "${WATCH[@]}")
@@ -407,18 +421,19 @@ prefix = \"$GOV_PREFIX\"" >"$WORK/gov-redis.toml"
   step "governance: the ledger"
   sleep 1.5 # more than accounting.flush_interval_ms (500): the last usage is written
   REDIS_LEDGER=$(psql "$GOV_DB_URL" -Atc "SELECT COALESCE(SUM(requests), 0) FROM usage WHERE tenant_id = 'bench'")
-  "$PY" - "$WORK/ledger.json" "$WORK/gov-bare/landfall.db" "$WORK/gov-embedded/landfall.db" "$REDIS_LEDGER" <<'PYEOF'
+  "$PY" - "$WORK/ledger.json" "$WORK/gov-bare/landfall.db" "$WORK/gov-embedded/landfall.db" "$REDIS_LEDGER" "$WORK/gov-typical/landfall.db" <<'PYEOF'
 import json, sqlite3, sys
-out, bare, embedded, redis = sys.argv[1:]
+out, bare, embedded, redis, typical = sys.argv[1:]
 def total(path, tenant):
     with sqlite3.connect(f"file:{path}?mode=ro", uri=True) as db:
         return db.execute("SELECT COALESCE(SUM(requests), 0) FROM usage WHERE tenant_id = ?", (tenant,)).fetchone()[0]
-json.dump({"bare": total(bare, "anonymous"), "embedded": total(embedded, "bench"), "redis": int(redis)}, open(out, "w"))
+json.dump({"bare": total(bare, "anonymous"), "embedded": total(embedded, "bench"),
+           "typical": total(typical, "bench"), "redis": int(redis)}, open(out, "w"))
 PYEOF
   cat "$WORK/ledger.json" >&2
   echo >&2
   GOV_WARNINGS=""
-  for name in bare embedded redis; do
+  for name in bare embedded typical redis; do
     GOV_WARNINGS+="$name $(grep -ciE ' (error|warn)' "$WORK/gov-$name.err" || true), "
     stop_pid "${GOV_PID[$name]}"
   done
@@ -432,8 +447,9 @@ PYEOF
   {
     printf '%s\n' "**bare**: \`[auth] allow_anonymous = true\`, SQLite store; requests carry no key (tenant \`anonymous\`: no limits, no budgets, usage still written to the ledger); cache (deterministic mode) and shedding at their defaults."
     printf '%s\n' "**governed, embedded**: every request carries an API key; its tenant and the key each have requests-per-second, requests-per-minute, tokens-per-minute and concurrency limits and a daily token budget (\`$LIMITS_TEXT\`: nothing is refused), the tenant also a monthly money budget; the target is priced (\`price = { input = 0.15, cached_input = 0.075, output = 0.60 }\`); \`[cache] enabled = true\` but the requests are not cacheable (no temperature). So every request is authenticated (keys cached for \`auth.key_cache_ttl_ms = 500\`), admitted (11 counters in one step: 6 of the tenant, 5 of the key), served by the upstream, settled (leases returned, token reservations corrected) and added to the ledger (written every \`accounting.flush_interval_ms = 500\`). SQLite store, in-process counters, \`limits.on_backend_error = \"fail_closed\"\`."
+    printf '%s\n' "**governed, embedded, typical limits**: the same, with what a tenant usually gets: the tenant has a requests-per-second limit, a tokens-per-minute limit and a daily token budget, the key a requests-per-minute limit (\`${TYPICAL_TENANT_FLAGS[*]}\` and \`${TYPICAL_KEY_FLAGS[*]}\`): 4 counters per request."
     printf '%s\n' "**governed, Redis + PostgreSQL**: the same with \`[storage.metadata] type = \"postgres\"\` (a fresh database) and \`[storage.kv] type = \"redis\"\` (default \`timeout_ms = 250\`): one Lua script call to admit and one to settle per request."
-    printf '%s\n' "All three: release build, otherwise default settings (one tokio worker per CPU, log level ${LANDFALL_LOG_LEVEL:-info}, stderr to a file; warn/error log lines during the runs: ${GOV_WARNINGS%, })."
+    printf '%s\n' "All four: release build, otherwise default settings (one tokio worker per CPU, log level ${LANDFALL_LOG_LEVEL:-info}, stderr to a file; warn/error log lines during the runs: ${GOV_WARNINGS%, })."
   } >"$WORK/gov-configs.txt"
 fi
 

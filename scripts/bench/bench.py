@@ -592,6 +592,7 @@ def update_docs(path: Path, section: str) -> None:
 GOV_CONFIGS = [
     ("bare", "bare"),
     ("embedded", "governed, embedded"),
+    ("typical", "governed, embedded, typical limits"),
     ("redis", "governed, Redis + PostgreSQL"),
 ]
 
@@ -637,7 +638,7 @@ def report_governance(args: argparse.Namespace) -> None:
 
     out: list[str] = [GOVERNANCE_SECTION, ""]
     out.append(f"Measured {meta['date']} by `scripts/bench-gateway.sh` "
-               f"({rounds} rounds; in each round the three configurations below run one after another, "
+               f"({rounds} rounds; in each round the {len(GOV_CONFIGS)} configurations below run one after another, "
                f"each through the same four wrk scenarios of {meta['duration']}, after a warm-up; "
                "figures are the median over rounds, with the range of req/s).")
     out.append("")
@@ -656,7 +657,7 @@ def report_governance(args: argparse.Namespace) -> None:
                "configurations. The Redis limiter figures come from "
                "`cargo run --release -p landfall-kv --example limiter_bench -- --checks rate|governed --tasks 64 --seconds 5`.")
     out.append("")
-    out.append("**Configurations** (all three run at once, on the same mock upstream, idle while another is measured):")
+    out.append("**Configurations** (all run at once, on the same mock upstream, idle while another is measured):")
     out.append("")
     for line in meta.get("governance_configs", []):
         out.append(f"- {line}")
