@@ -31,6 +31,26 @@ pub(crate) struct TenantRow {
 }
 
 impl TenantRow {
+    /// Binds every column in table order, `id` first: the order of each tenant statement's
+    /// numbered parameters on both backends.
+    pub fn bind<'q, DB>(self, query: Query<'q, DB, DB::Arguments>) -> Query<'q, DB, DB::Arguments>
+    where
+        DB: Database,
+        String: Encode<'q, DB> + Type<DB>,
+        i64: Encode<'q, DB> + Type<DB>,
+        Option<i64>: Encode<'q, DB> + Type<DB>,
+    {
+        query
+            .bind(self.id)
+            .bind(self.name)
+            .bind(self.limits)
+            .bind(self.budgets)
+            .bind(self.metadata)
+            .bind(self.created_at)
+            .bind(self.updated_at)
+            .bind(self.revoked_at)
+    }
+
     pub fn encode(tenant: &Tenant) -> Result<Self, StoreError> {
         let entity = "tenant";
         Ok(Self {
@@ -79,6 +99,32 @@ pub(crate) struct KeyRow {
 }
 
 impl KeyRow {
+    /// Binds every column in table order, `id` first: the order of each key statement's
+    /// numbered parameters on both backends.
+    pub fn bind<'q, DB>(self, query: Query<'q, DB, DB::Arguments>) -> Query<'q, DB, DB::Arguments>
+    where
+        DB: Database,
+        String: Encode<'q, DB> + Type<DB>,
+        Vec<u8>: Encode<'q, DB> + Type<DB>,
+        i64: Encode<'q, DB> + Type<DB>,
+        Option<i64>: Encode<'q, DB> + Type<DB>,
+    {
+        query
+            .bind(self.id)
+            .bind(self.tenant_id)
+            .bind(self.name)
+            .bind(self.secret_sha256)
+            .bind(self.secret_hint)
+            .bind(self.scopes)
+            .bind(self.limits)
+            .bind(self.budgets)
+            .bind(self.metadata)
+            .bind(self.expires_at)
+            .bind(self.created_at)
+            .bind(self.updated_at)
+            .bind(self.revoked_at)
+    }
+
     pub fn encode(key: &ApiKey) -> Result<Self, StoreError> {
         let entity = "key";
         Ok(Self {

@@ -195,22 +195,15 @@ macro_rules! select_totals {
 impl MetadataStore for PostgresStore {
     async fn create_tenant(&self, tenant: &Tenant) -> Result<(), StoreError> {
         let row = TenantRow::encode(tenant)?;
-        let result = sqlx::query(
-            "INSERT INTO tenants (id, name, limits, budgets, metadata, created_at, updated_at, \
+        let result = row
+            .bind(sqlx::query(
+                "INSERT INTO tenants (id, name, limits, budgets, metadata, created_at, updated_at, \
              revoked_at) VALUES ($1, $2, $3::jsonb, $4::jsonb, $5::jsonb, $6, $7, $8) \
              ON CONFLICT (id) DO NOTHING",
-        )
-        .bind(row.id)
-        .bind(row.name)
-        .bind(row.limits)
-        .bind(row.budgets)
-        .bind(row.metadata)
-        .bind(row.created_at)
-        .bind(row.updated_at)
-        .bind(row.revoked_at)
-        .execute(&self.pool)
-        .await
-        .map_err(db_error)?;
+            ))
+            .execute(&self.pool)
+            .await
+            .map_err(db_error)?;
         if result.rows_affected() == 0 {
             return Err(StoreError::Conflict {
                 entity: "tenant",
@@ -249,48 +242,29 @@ impl MetadataStore for PostgresStore {
 
     async fn update_tenant(&self, tenant: &Tenant) -> Result<bool, StoreError> {
         let row = TenantRow::encode(tenant)?;
-        let result = sqlx::query(
-            "UPDATE tenants SET name = $2, limits = $3::jsonb, budgets = $4::jsonb, \
+        let result = row
+            .bind(sqlx::query(
+                "UPDATE tenants SET name = $2, limits = $3::jsonb, budgets = $4::jsonb, \
              metadata = $5::jsonb, created_at = $6, updated_at = $7, revoked_at = $8 \
              WHERE id = $1",
-        )
-        .bind(row.id)
-        .bind(row.name)
-        .bind(row.limits)
-        .bind(row.budgets)
-        .bind(row.metadata)
-        .bind(row.created_at)
-        .bind(row.updated_at)
-        .bind(row.revoked_at)
-        .execute(&self.pool)
-        .await
-        .map_err(db_error)?;
+            ))
+            .execute(&self.pool)
+            .await
+            .map_err(db_error)?;
         Ok(result.rows_affected() > 0)
     }
 
     async fn create_key(&self, key: &ApiKey) -> Result<(), StoreError> {
         let row = KeyRow::encode(key)?;
-        let result = sqlx::query(
-            "INSERT INTO api_keys (id, tenant_id, name, secret_sha256, secret_hint, scopes, \
+        let result = row
+            .bind(sqlx::query(
+                "INSERT INTO api_keys (id, tenant_id, name, secret_sha256, secret_hint, scopes, \
              limits, budgets, metadata, expires_at, created_at, updated_at, revoked_at) \
              VALUES ($1, $2, $3, $4, $5, $6::jsonb, $7::jsonb, $8::jsonb, $9::jsonb, $10, $11, \
              $12, $13) ON CONFLICT (id) DO NOTHING",
-        )
-        .bind(row.id)
-        .bind(row.tenant_id)
-        .bind(row.name)
-        .bind(row.secret_sha256)
-        .bind(row.secret_hint)
-        .bind(row.scopes)
-        .bind(row.limits)
-        .bind(row.budgets)
-        .bind(row.metadata)
-        .bind(row.expires_at)
-        .bind(row.created_at)
-        .bind(row.updated_at)
-        .bind(row.revoked_at)
-        .execute(&self.pool)
-        .await;
+            ))
+            .execute(&self.pool)
+            .await;
         key_insert_outcome(key, result.map(|done| done.rows_affected()))
     }
 
@@ -338,27 +312,15 @@ impl MetadataStore for PostgresStore {
 
     async fn update_key(&self, key: &ApiKey) -> Result<bool, StoreError> {
         let row = KeyRow::encode(key)?;
-        let result = sqlx::query(
-            "UPDATE api_keys SET tenant_id = $2, name = $3, secret_sha256 = $4, \
+        let result = row
+            .bind(sqlx::query(
+                "UPDATE api_keys SET tenant_id = $2, name = $3, secret_sha256 = $4, \
              secret_hint = $5, scopes = $6::jsonb, limits = $7::jsonb, budgets = $8::jsonb, \
              metadata = $9::jsonb, expires_at = $10, created_at = $11, updated_at = $12, \
              revoked_at = $13 WHERE id = $1",
-        )
-        .bind(row.id)
-        .bind(row.tenant_id)
-        .bind(row.name)
-        .bind(row.secret_sha256)
-        .bind(row.secret_hint)
-        .bind(row.scopes)
-        .bind(row.limits)
-        .bind(row.budgets)
-        .bind(row.metadata)
-        .bind(row.expires_at)
-        .bind(row.created_at)
-        .bind(row.updated_at)
-        .bind(row.revoked_at)
-        .execute(&self.pool)
-        .await;
+            ))
+            .execute(&self.pool)
+            .await;
         key_update_outcome(key, result.map(|done| done.rows_affected()))
     }
 
