@@ -254,6 +254,27 @@ pub struct Page<T> {
     pub last_id: Option<String>,
 }
 
+impl<T> Page<T> {
+    /// A page of `limit` views from `records`, fetched as `limit + 1`: the extra one only says
+    /// that more follow.
+    fn of<R>(
+        records: &mut Vec<R>,
+        limit: u32,
+        view: impl Fn(&R) -> T,
+        id: impl Fn(&T) -> &String,
+    ) -> Self {
+        let has_more = records.len() > limit as usize;
+        records.truncate(limit as usize);
+        let data: Vec<T> = records.iter().map(view).collect();
+        Page {
+            object: "list",
+            last_id: data.last().map(|item| id(item).clone()),
+            data,
+            has_more,
+        }
+    }
+}
+
 fn seconds(millis: UnixMillis) -> i64 {
     millis.div_euclid(1_000)
 }
@@ -351,15 +372,12 @@ impl Admin {
                 limit: limit + 1,
             })
             .await?;
-        let has_more = tenants.len() > limit as usize;
-        tenants.truncate(limit as usize);
-        let data: Vec<TenantView> = tenants.iter().map(TenantView::from).collect();
-        Ok(Page {
-            object: "list",
-            last_id: data.last().map(|tenant| tenant.id.clone()),
-            data,
-            has_more,
-        })
+        Ok(Page::of(
+            &mut tenants,
+            limit,
+            |tenant| TenantView::from(tenant),
+            |view| &view.id,
+        ))
     }
 
     /// # Errors
@@ -457,15 +475,12 @@ impl Admin {
                 },
             )
             .await?;
-        let has_more = keys.len() > limit as usize;
-        keys.truncate(limit as usize);
-        let data: Vec<KeyView> = keys.iter().map(KeyView::from).collect();
-        Ok(Page {
-            object: "list",
-            last_id: data.last().map(|key| key.id.clone()),
-            data,
-            has_more,
-        })
+        Ok(Page::of(
+            &mut keys,
+            limit,
+            |key| KeyView::from(key),
+            |view| &view.id,
+        ))
     }
 
     /// # Errors
