@@ -251,11 +251,6 @@ impl Admission {
         self.headers
     }
 
-    #[must_use]
-    pub fn tenant_id(&self) -> &str {
-        &self.principal.tenant.id
-    }
-
     /// Corrects every reservation to what the request used and adds it to the ledger. Returns
     /// once the counters are corrected, so a client that sends its next request after the
     /// response finds its concurrency slot free.
