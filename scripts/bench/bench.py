@@ -561,14 +561,18 @@ def report(args: argparse.Namespace) -> None:
                    f"{chk.get('stalled', 'n/a')} paused > {chk.get('stall_ms', 0):g} ms "
                    f"(longest {chk.get('max_gap_ms', 0):.1f} ms) | {passfail(stalls)} |")
     out.append("")
-    if meta.get("notes"):
-        out.append("**Notes.** " + meta["notes"])
-        out.append("")
+    finish_report(out, meta.get("notes"), Path(args.docs))
 
+
+def finish_report(out: list[str], notes: str | None, docs: Path) -> None:
+    """Appends the notes paragraph, prints the section and writes it into ``docs``."""
+    if notes:
+        out.append("**Notes.** " + notes)
+        out.append("")
     text = "\n".join(out).rstrip() + "\n"
     print(text)
-    update_docs(Path(args.docs), text)
-    log(f"wrote {args.docs}")
+    update_docs(docs, text)
+    log(f"wrote {docs}")
 
 
 def update_docs(path: Path, section: str) -> None:
@@ -752,14 +756,7 @@ def report_governance(args: argparse.Namespace) -> None:
     else:
         out.append("| Redis-backed limit checks ≥ 5,000/s | not measured | n/a |")
     out.append("")
-    if meta.get("governance_notes"):
-        out.append("**Notes.** " + meta["governance_notes"])
-        out.append("")
-
-    text = "\n".join(out).rstrip() + "\n"
-    print(text)
-    update_docs(Path(args.docs), text)
-    log(f"wrote {args.docs}")
+    finish_report(out, meta.get("governance_notes"), Path(args.docs))
 
 
 # ---------------------------------------------------------------- main
