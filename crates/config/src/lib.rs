@@ -7,6 +7,7 @@
 mod environment;
 mod governance;
 mod model;
+mod observability;
 mod secret;
 mod validate;
 
@@ -21,6 +22,7 @@ pub use model::{
     Config, HttpSettings, ModelConfig, ProviderConfig, ProviderKind, RoutingConfig, ServerConfig,
     TargetConfig,
 };
+pub use observability::{AuditBodies, AuditConfig, MetricsAccess, MetricsConfig, TelemetryConfig};
 pub use secret::Secret;
 
 /// One problem in a configuration, at a dotted path such as `providers.openai.base_url`.

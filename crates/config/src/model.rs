@@ -10,6 +10,7 @@ use crate::Secret;
 use crate::governance::{
     AccountingConfig, AuthConfig, CacheConfig, LimitsConfig, Price, SheddingConfig, StorageConfig,
 };
+use crate::observability::{AuditConfig, MetricsConfig, TelemetryConfig};
 
 #[derive(Debug, Clone)]
 pub struct Config {
@@ -25,6 +26,9 @@ pub struct Config {
     pub cache: CacheConfig,
     pub shedding: SheddingConfig,
     pub accounting: AccountingConfig,
+    pub metrics: MetricsConfig,
+    pub audit: AuditConfig,
+    pub telemetry: TelemetryConfig,
 }
 
 #[derive(Debug, Clone, Deserialize)]

@@ -7,9 +7,10 @@ use serde::de::DeserializeOwned;
 
 use crate::model::HTTP_KEYS;
 use crate::{
-    AccountingConfig, AuthConfig, CacheConfig, Config, ConfigError, ConfigErrors, Environment,
-    HttpSettings, KvBackend, LimitsConfig, MetadataBackend, ModelConfig, ProviderConfig,
-    ProviderKind, RoutingConfig, ServerConfig, SheddingConfig, StorageConfig,
+    AccountingConfig, AuditConfig, AuthConfig, CacheConfig, Config, ConfigError, ConfigErrors,
+    Environment, HttpSettings, KvBackend, LimitsConfig, MetadataBackend, MetricsAccess,
+    MetricsConfig, ModelConfig, ProviderConfig, ProviderKind, RoutingConfig, ServerConfig,
+    SheddingConfig, StorageConfig, TelemetryConfig,
 };
 
 const SECTIONS: &[&str] = &[
@@ -23,6 +24,9 @@ const SECTIONS: &[&str] = &[
     "cache",
     "shedding",
     "accounting",
+    "metrics",
+    "audit",
+    "telemetry",
 ];
 
 #[derive(Default)]
@@ -62,11 +66,16 @@ pub(crate) fn validate(
     let shedding: SheddingConfig = section(&mut table, "shedding", &mut errors).unwrap_or_default();
     let accounting: AccountingConfig =
         section(&mut table, "accounting", &mut errors).unwrap_or_default();
+    let metrics: MetricsConfig = section(&mut table, "metrics", &mut errors).unwrap_or_default();
+    let audit: AuditConfig = section(&mut table, "audit", &mut errors).unwrap_or_default();
+    let telemetry: TelemetryConfig =
+        section(&mut table, "telemetry", &mut errors).unwrap_or_default();
 
     check_auth(&mut auth, environment, &mut errors);
     check_storage(&mut storage, environment, &mut errors);
     check_governance(&cache, &shedding, &accounting, &mut errors);
     check_server(&server, &mut errors);
+    check_observability(&metrics, &audit, &telemetry, &auth, &mut errors);
     check_routing(&routing, &mut errors);
     for (name, provider) in &mut providers {
         check_provider(name, provider, environment, &mut errors);
@@ -87,6 +96,9 @@ pub(crate) fn validate(
             cache,
             shedding,
             accounting,
+            metrics,
+            audit,
+            telemetry,
         })
     } else {
         Err(ConfigErrors(errors.0))
@@ -387,6 +399,51 @@ fn check_governance(
     }
     if accounting.flush_interval_ms == 0 {
         errors.push("accounting.flush_interval_ms", "must be greater than 0");
+    }
+}
+
+fn check_observability(
+    metrics: &MetricsConfig,
+    audit: &AuditConfig,
+    telemetry: &TelemetryConfig,
+    auth: &AuthConfig,
+    errors: &mut Errors,
+) {
+    if metrics.enabled && metrics.access == MetricsAccess::AdminKey && auth.admin_key.is_none() {
+        errors.push(
+            "metrics.access",
+            "`admin_key` needs auth.admin_key to be set",
+        );
+    }
+    if audit.queue_capacity == 0 {
+        errors.push("audit.queue_capacity", "must be greater than 0");
+    }
+    if audit.batch_size == 0 || audit.batch_size > audit.queue_capacity.max(1) {
+        errors.push(
+            "audit.batch_size",
+            "must be greater than 0 and at most audit.queue_capacity",
+        );
+    }
+    if audit.flush_interval_ms == 0 {
+        errors.push("audit.flush_interval_ms", "must be greater than 0");
+    }
+    for (index, pattern) in audit.bodies.redact.iter().enumerate() {
+        if let Err(error) = regex::Regex::new(pattern) {
+            errors.push(
+                format!("audit.bodies.redact[{index}]"),
+                format!("not a regular expression: {error}"),
+            );
+        }
+    }
+    if let Some(endpoint) = &telemetry.otlp_endpoint {
+        match url::Url::parse(endpoint) {
+            Ok(url) if matches!(url.scheme(), "http" | "https") => {}
+            Ok(_) => errors.push("telemetry.otlp_endpoint", "must be an http or https URL"),
+            Err(error) => errors.push("telemetry.otlp_endpoint", format!("not a URL: {error}")),
+        }
+    }
+    if !(0.0..=1.0).contains(&telemetry.sample_ratio) {
+        errors.push("telemetry.sample_ratio", "must be between 0.0 and 1.0");
     }
 }
 
