@@ -2,12 +2,17 @@
 
 mod manage;
 mod serve;
+mod telemetry;
 
 use std::io::IsTerminal;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
+use anyhow::Context as _;
 use clap::{Parser, Subcommand, ValueEnum};
+use tracing_subscriber::layer::{Layered, SubscriberExt as _};
+use tracing_subscriber::util::SubscriberInitExt as _;
+use tracing_subscriber::{Layer, Registry};
 
 // mimalloc: the request path allocates many short-lived buffers; measured faster than glibc's
 // allocator under load (docs/benchmarks.md).
@@ -32,7 +37,7 @@ struct Cli {
 }
 
 #[derive(Clone, Copy, ValueEnum)]
-enum LogFormat {
+pub(crate) enum LogFormat {
     Text,
     Json,
 }
@@ -83,9 +88,16 @@ enum Command {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    init_logging(cli.log_format);
+    // `serve` sets logging up once it has read its configuration, which says where traces go.
+    if !matches!(cli.command, Command::Serve { .. })
+        && let Err(error) = init_logging(cli.log_format, None)
+    {
+        return report(Err(error));
+    }
     match cli.command {
-        Command::Serve { config, listen } => report(serve::run(config.as_deref(), listen)),
+        Command::Serve { config, listen } => {
+            report(serve::run(config.as_deref(), listen, cli.log_format))
+        }
         Command::CheckConfig { file } => check_config(&file),
         Command::Tenants { config, command } => report(manage::tenants(config.as_deref(), command)),
         Command::Keys { config, command } => report(manage::keys(config.as_deref(), command)),
@@ -139,18 +151,34 @@ fn check_config(file: &std::path::Path) -> ExitCode {
     }
 }
 
-fn init_logging(format: LogFormat) {
+/// What [`init_logging`]'s optional trace layer sits on: the log output over the registry.
+pub(crate) type LogSubscriber = Layered<Box<dyn Layer<Registry> + Send + Sync>, Registry>;
+
+/// Logs to stderr, filtered by `LANDFALL_LOG` (or `RUST_LOG`, default `info`), and hands spans
+/// to `traces` too when given (it filters them itself).
+///
+/// # Errors
+///
+/// When a global subscriber is already set.
+pub(crate) fn init_logging(
+    format: LogFormat,
+    traces: Option<telemetry::TraceLayer<LogSubscriber>>,
+) -> anyhow::Result<()> {
     let filter = std::env::var("LANDFALL_LOG")
         .or_else(|_| std::env::var("RUST_LOG"))
         .unwrap_or_else(|_| "info".to_owned());
     let filter = tracing_subscriber::EnvFilter::try_new(&filter)
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
+    let output = tracing_subscriber::fmt::layer()
         .with_ansi(std::io::stderr().is_terminal())
         .with_writer(std::io::stderr);
-    match format {
-        LogFormat::Text => builder.init(),
-        LogFormat::Json => builder.json().init(),
-    }
+    let output = match format {
+        LogFormat::Text => output.with_filter(filter).boxed(),
+        LogFormat::Json => output.json().with_filter(filter).boxed(),
+    };
+    tracing_subscriber::registry()
+        .with(output)
+        .with(traces)
+        .try_init()
+        .context("cannot set up logging")
 }

@@ -7,7 +7,11 @@ use std::time::Duration;
 use anyhow::Context;
 use landfall_server::AppState;
 
-pub(crate) fn run(config_path: Option<&Path>, listen: Option<SocketAddr>) -> anyhow::Result<()> {
+pub(crate) fn run(
+    config_path: Option<&Path>,
+    listen: Option<SocketAddr>,
+    log_format: crate::LogFormat,
+) -> anyhow::Result<()> {
     let mut config = crate::load_config(config_path)?;
     if let Some(listen) = listen {
         config.server.listen = listen;
@@ -20,13 +24,26 @@ pub(crate) fn run(config_path: Option<&Path>, listen: Option<SocketAddr>) -> any
         .enable_all()
         .build()
         .context("cannot start the async runtime")?;
-    runtime.block_on(serve(config))
+    let (traces, tracer) = crate::telemetry::layer(&config.telemetry, runtime.handle())?.unzip();
+    crate::init_logging(log_format, traces)?;
+    runtime.block_on(serve(config, tracer))
 }
 
-async fn serve(config: landfall_config::Config) -> anyhow::Result<()> {
-    let state = AppState::start(&config).await.context("cannot start")?;
-    let result = run_server(&config, state.clone()).await;
-    state.governance().shutdown().await;
+async fn serve(
+    config: landfall_config::Config,
+    tracer: Option<crate::telemetry::TracerGuard>,
+) -> anyhow::Result<()> {
+    let result = async {
+        let state = AppState::start(&config).await.context("cannot start")?;
+        let result = run_server(&config, state.clone()).await;
+        state.governance().shutdown().await;
+        result
+    }
+    .await;
+    // Last, so that the spans of the final requests are sent.
+    if let Some(tracer) = tracer {
+        tracer.shutdown().await;
+    }
     result
 }
 

@@ -10,6 +10,7 @@
 mod manage;
 mod replicas;
 mod shutdown;
+mod traces;
 
 use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
