@@ -1,17 +1,26 @@
 //! Durable metadata: tenants, API keys and the usage ledger, behind the [`MetadataStore`]
-//! trait, in SQLite (embedded, the default) or PostgreSQL (shared by replicas).
+//! trait, and the hash-chained audit log behind [`AuditLog`], in SQLite (embedded, the
+//! default) or PostgreSQL (shared by replicas).
 //!
 //! Only this crate knows SQL. It stores and returns records as given; deciding what a record
-//! means (is a key expired? over budget?) belongs to `landfall-governance`.
+//! means (is a key expired? over budget? what goes in an audit record?) belongs to
+//! `landfall-governance` and the server.
 
+mod audit;
 mod codec;
 mod error;
 mod model;
 mod postgres;
+mod postgres_audit;
 mod sqlite;
+mod sqlite_audit;
 
 use async_trait::async_trait;
 
+pub use audit::{
+    AuditEntry, AuditFilter, AuditLog, AuditOrder, AuditQuery, AuditRecord, ChainState, Problem,
+    RawAuditRow, StatusFilter, VerifyReport, verify_audit,
+};
 pub use error::StoreError;
 pub use model::{
     ApiKey, Budget, BudgetLimit, BudgetPeriod, Limits, PageRequest, Scopes, Tenant, UnixMillis,
@@ -58,3 +67,9 @@ pub trait MetadataStore: Send + Sync {
     /// Checks that the store answers.
     async fn ping(&self) -> Result<(), StoreError>;
 }
+
+/// Everything one backend keeps: metadata and the audit log. An `Arc<dyn Store>` upcasts to
+/// `Arc<dyn MetadataStore>` or `Arc<dyn AuditLog>` for code that needs only one of them.
+pub trait Store: MetadataStore + AuditLog {}
+
+impl<T: MetadataStore + AuditLog + ?Sized> Store for T {}

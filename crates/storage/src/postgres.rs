@@ -1,7 +1,8 @@
 //! The PostgreSQL backend, for replicas that share one database.
 //!
 //! JSON columns are JSONB; they are read as `::text` and written from text with `::jsonb`, so
-//! the decoding in [`crate::codec`] is the same as SQLite's.
+//! the decoding in [`crate::codec`] is the same as SQLite's. The audit log's statements are in
+//! `postgres_audit`.
 
 use std::time::Duration;
 
@@ -23,10 +24,10 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 /// Server-side cap on one statement, so a stuck query cannot hold a request forever.
 const STATEMENT_TIMEOUT: &str = "30s";
 
-/// [`MetadataStore`] in a PostgreSQL database.
+/// [`MetadataStore`] and [`crate::AuditLog`] in a PostgreSQL database.
 #[derive(Debug, Clone)]
 pub struct PostgresStore {
-    pool: PgPool,
+    pub(crate) pool: PgPool,
     /// The schema given to [`PostgresStore::connect_in_schema`], if any.
     schema: Option<String>,
 }

@@ -1,4 +1,5 @@
-//! The SQLite backend: one file, WAL journal, every commit synced to disk.
+//! The SQLite backend: one file, WAL journal, every commit synced to disk. The audit log's
+//! statements are in `sqlite_audit`.
 //!
 //! Writes go through a pool of one connection, so they queue in the process instead of
 //! contending for SQLite's write lock; reads use a separate small pool and, thanks to WAL,
@@ -26,11 +27,11 @@ const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(30);
 /// Concurrent readers.
 const READ_CONNECTIONS: u32 = 4;
 
-/// [`MetadataStore`] in an SQLite file.
+/// [`MetadataStore`] and [`crate::AuditLog`] in an SQLite file.
 #[derive(Debug, Clone)]
 pub struct SqliteStore {
-    writer: SqlitePool,
-    reader: SqlitePool,
+    pub(crate) writer: SqlitePool,
+    pub(crate) reader: SqlitePool,
 }
 
 impl SqliteStore {

@@ -7,12 +7,14 @@
     clippy::print_stderr
 )]
 
+mod audit;
 mod conformance;
 mod postgres;
 mod sqlite;
 
 /// Generates one `#[tokio::test]` per conformance case for a backend. `$fixture` has
-/// `start(test_name) -> Option<Self>` (`None`: skipped, after saying why), `store()` and `finish()`.
+/// `start(test_name) -> Option<Self>` (`None`: skipped, after saying why), `store()`,
+/// `backdoor()` (raw database access, for the audit cases that tamper) and `finish()`.
 ///
 /// The case runs in its own task so that when it fails the fixture still cleans up (drops its
 /// PostgreSQL schema) before the failure is passed on.
@@ -32,6 +34,22 @@ macro_rules! conformance_suite {
             concurrent_usage_sums_exactly,
             ping_answers,
         );
+        $crate::conformance_suite!(
+            @audit_cases $fixture;
+            audit_append_numbers_and_chains,
+            audit_append_refuses_non_objects_whole,
+            audit_large_batches_span_statements,
+            audit_pages_filter_by_every_column,
+            audit_cursor_pages_walk_everything_once,
+            audit_verify_reports_an_intact_chain,
+            audit_prune_removes_only_the_time_ordered_prefix,
+            audit_rows_are_append_only,
+            audit_altered_records_are_found,
+            audit_deleted_middle_records_are_missing,
+            audit_deleted_last_records_are_truncated,
+            audit_torn_last_record_is_reported,
+            audit_concurrent_appenders_form_one_chain,
+        );
     };
     (@cases $fixture:ty; $($case:ident),* $(,)?) => {
         $(
@@ -41,6 +59,25 @@ macro_rules! conformance_suite {
                     return;
                 };
                 let outcome = tokio::spawn(crate::conformance::$case(fixture.store())).await;
+                fixture.finish().await;
+                if let Err(err) = outcome {
+                    std::panic::resume_unwind(err.into_panic());
+                }
+            }
+        )*
+    };
+    (@audit_cases $fixture:ty; $($case:ident),* $(,)?) => {
+        $(
+            #[tokio::test(flavor = "multi_thread")]
+            async fn $case() {
+                let Some(fixture) = <$fixture>::start(stringify!($case)).await else {
+                    return;
+                };
+                let outcome = tokio::spawn(crate::audit::$case(
+                    fixture.store(),
+                    fixture.backdoor(),
+                ))
+                .await;
                 fixture.finish().await;
                 if let Err(err) = outcome {
                     std::panic::resume_unwind(err.into_panic());

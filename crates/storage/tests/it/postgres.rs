@@ -1,13 +1,16 @@
 //! The conformance suite on the PostgreSQL server at `LANDFALL_TEST_POSTGRES_URL`, each test in
 //! a schema of its own, and how the store behaves when no server answers.
 
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use landfall_storage::{MetadataStore, PostgresStore, StoreError};
+use async_trait::async_trait;
+use landfall_storage::{MetadataStore, PostgresStore, Store, StoreError};
 use sqlx::Connection;
+use sqlx::postgres::PgConnectOptions;
 
+use crate::audit::Backdoor;
 use crate::conformance::tenant;
 
 const DEFAULT_URL: &str = "postgres://postgres@127.0.0.1:5432/test";
@@ -52,6 +55,7 @@ async fn connect_in(url: &str, schema: &str) -> PostgresStore {
 /// A store in a fresh schema, dropped by `finish`.
 pub struct PostgresFixture {
     store: Arc<PostgresStore>,
+    backdoor: Arc<PostgresBackdoor>,
 }
 
 impl PostgresFixture {
@@ -59,18 +63,78 @@ impl PostgresFixture {
         if skip_postgres(test) {
             return None;
         }
-        let store = connect_in(&postgres_url(), &fresh_schema()).await;
+        let url = postgres_url();
+        let schema = fresh_schema();
+        let store = connect_in(&url, &schema).await;
         Some(Self {
             store: Arc::new(store),
+            backdoor: Arc::new(PostgresBackdoor {
+                url,
+                schema,
+                others: Mutex::new(Vec::new()),
+            }),
         })
     }
 
-    pub fn store(&self) -> Arc<dyn MetadataStore> {
+    pub fn store(&self) -> Arc<dyn Store> {
         self.store.clone()
     }
 
+    pub fn backdoor(&self) -> Arc<dyn Backdoor> {
+        self.backdoor.clone()
+    }
+
     pub async fn finish(self) {
+        let others = std::mem::take(&mut *self.backdoor.others.lock().unwrap());
+        for other in others {
+            other.close().await;
+        }
         self.store.drop_schema().await.unwrap();
+    }
+}
+
+/// The test's schema, reached behind the store's back.
+struct PostgresBackdoor {
+    url: String,
+    schema: String,
+    /// Stores from `another_store`, closed by `finish`.
+    others: Mutex<Vec<PostgresStore>>,
+}
+
+#[async_trait]
+impl Backdoor for PostgresBackdoor {
+    async fn execute(&self, sql: &str) -> Result<u64, String> {
+        let options: PgConnectOptions = self.url.parse().unwrap();
+        let options = options.options([("search_path", self.schema.as_str())]);
+        let mut conn = sqlx::PgConnection::connect_with(&options).await.unwrap();
+        let result = sqlx::raw_sql(sqlx::AssertSqlSafe(sql.to_owned()))
+            .execute(&mut conn)
+            .await;
+        conn.close().await.unwrap();
+        result
+            .map(|done| done.rows_affected())
+            .map_err(|err| err.to_string())
+    }
+
+    async fn drop_append_only_guards(&self) {
+        self.execute("DROP TRIGGER audit_records_append_only ON audit_records")
+            .await
+            .unwrap();
+    }
+
+    /// A second pool on the same schema, as another server replica would have.
+    async fn another_store(&self) -> Arc<dyn Store> {
+        // The compiler cannot prove the `connect` future `Send` inside this boxed
+        // `async_trait` future (a higher-ranked lifetime limitation with `sqlx`'s migrator), so
+        // it runs on a blocking thread of its own.
+        let (url, schema) = (self.url.clone(), self.schema.clone());
+        let other = tokio::task::spawn_blocking(move || {
+            tokio::runtime::Handle::current().block_on(connect_in(&url, &schema))
+        })
+        .await
+        .unwrap();
+        self.others.lock().unwrap().push(other.clone());
+        Arc::new(other)
     }
 }
 

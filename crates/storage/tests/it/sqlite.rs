@@ -1,16 +1,20 @@
 //! The conformance suite on SQLite (always), and what only a file can show.
 
-use std::sync::Arc;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
 
-use landfall_storage::{MetadataStore, PageRequest, SqliteStore, StoreError, UsageScope};
+use async_trait::async_trait;
+use landfall_storage::{MetadataStore, PageRequest, SqliteStore, Store, StoreError, UsageScope};
 use sqlx::Connection;
 use tempfile::TempDir;
 
+use crate::audit::Backdoor;
 use crate::conformance::{key, tenant};
 
 /// A store in a fresh temporary directory, removed when the fixture is dropped.
 pub struct SqliteFixture {
     store: Arc<SqliteStore>,
+    backdoor: Arc<SqliteBackdoor>,
     _dir: TempDir,
 }
 
@@ -18,21 +22,68 @@ impl SqliteFixture {
     pub async fn start(_test: &str) -> Option<Self> {
         let dir = tempfile::tempdir().unwrap();
         // A nested path: `open` creates the missing directories.
-        let store = SqliteStore::open(&dir.path().join("data/meta/landfall.db"))
-            .await
-            .unwrap();
+        let path = dir.path().join("data/meta/landfall.db");
+        let store = SqliteStore::open(&path).await.unwrap();
         Some(Self {
             store: Arc::new(store),
+            backdoor: Arc::new(SqliteBackdoor {
+                path,
+                others: Mutex::new(Vec::new()),
+            }),
             _dir: dir,
         })
     }
 
-    pub fn store(&self) -> Arc<dyn MetadataStore> {
+    pub fn store(&self) -> Arc<dyn Store> {
         self.store.clone()
     }
 
+    pub fn backdoor(&self) -> Arc<dyn Backdoor> {
+        self.backdoor.clone()
+    }
+
     pub async fn finish(self) {
+        let others = std::mem::take(&mut *self.backdoor.others.lock().unwrap());
+        for other in others {
+            other.close().await;
+        }
         self.store.close().await;
+    }
+}
+
+/// The database file, opened behind the store's back.
+struct SqliteBackdoor {
+    path: PathBuf,
+    /// Stores from `another_store`, closed by `finish`.
+    others: Mutex<Vec<SqliteStore>>,
+}
+
+#[async_trait]
+impl Backdoor for SqliteBackdoor {
+    async fn execute(&self, sql: &str) -> Result<u64, String> {
+        let mut conn =
+            sqlx::SqliteConnection::connect(&format!("sqlite://{}", self.path.display()))
+                .await
+                .unwrap();
+        let result = sqlx::raw_sql(sqlx::AssertSqlSafe(sql.to_owned()))
+            .execute(&mut conn)
+            .await;
+        conn.close().await.unwrap();
+        result
+            .map(|done| done.rows_affected())
+            .map_err(|err| err.to_string())
+    }
+
+    async fn drop_append_only_guards(&self) {
+        self.execute("DROP TRIGGER audit_records_no_update; DROP TRIGGER audit_records_no_delete")
+            .await
+            .unwrap();
+    }
+
+    async fn another_store(&self) -> Arc<dyn Store> {
+        let other = SqliteStore::open(&self.path).await.unwrap();
+        self.others.lock().unwrap().push(other.clone());
+        Arc::new(other)
     }
 }
 
