@@ -1,5 +1,6 @@
 //! The `landfall` binary: parses the command line, sets up logging, and runs a command.
 
+mod audit;
 mod manage;
 mod serve;
 mod telemetry;
@@ -84,6 +85,14 @@ enum Command {
         #[command(subcommand)]
         command: manage::KeyCommand,
     },
+    /// Check the audit log for tampering, or apply retention now.
+    Audit {
+        /// TOML configuration file naming the store (default: the embedded SQLite file).
+        #[arg(long, short, global = true, env = "LANDFALL_CONFIG")]
+        config: Option<PathBuf>,
+        #[command(subcommand)]
+        command: audit::AuditCommand,
+    },
 }
 
 fn main() -> ExitCode {
@@ -101,6 +110,7 @@ fn main() -> ExitCode {
         Command::CheckConfig { file } => check_config(&file),
         Command::Tenants { config, command } => report(manage::tenants(config.as_deref(), command)),
         Command::Keys { config, command } => report(manage::keys(config.as_deref(), command)),
+        Command::Audit { config, command } => report(audit::run(config.as_deref(), command)),
     }
 }
 

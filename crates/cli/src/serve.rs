@@ -36,7 +36,7 @@ async fn serve(
     let result = async {
         let state = AppState::start(&config).await.context("cannot start")?;
         let result = run_server(&config, state.clone()).await;
-        state.governance().shutdown().await;
+        state.shutdown().await;
         result
     }
     .await;
@@ -62,6 +62,22 @@ async fn run_server(config: &landfall_config::Config, state: AppState) -> anyhow
         );
     }
     tracing::info!(version = env!("CARGO_PKG_VERSION"), models = %models, "landfall listening on http://{address}");
+
+    if config.metrics.enabled
+        && let Some(metrics_listen) = config.metrics.listen
+    {
+        let metrics_listener = tokio::net::TcpListener::bind(metrics_listen)
+            .await
+            .with_context(|| format!("cannot listen on {metrics_listen} (metrics.listen)"))?;
+        let metrics = landfall_server::serve_metrics(metrics_listener, state.clone());
+        // Stops with the process; scrapes need no graceful end.
+        tokio::spawn(async move {
+            if let Err(error) = metrics.await {
+                tracing::error!(%error, "the metrics listener failed");
+            }
+        });
+        tracing::info!("metrics on http://{metrics_listen}/metrics");
+    }
 
     let grace = Duration::from_millis(config.server.shutdown_grace_ms);
     let (stopping_tx, stopping_rx) = tokio::sync::oneshot::channel::<()>();

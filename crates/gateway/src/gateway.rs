@@ -12,9 +12,11 @@ use landfall_types::{
 };
 use tokio::sync::OwnedSemaphorePermit;
 use tokio::time::Instant;
+use tracing::Instrument;
 
 use crate::breaker::Breaker;
 use crate::error::{GatewayError, StartError};
+use crate::observe::{Attempt, BreakerState, NextStep, NoObserver, Observer, Operation};
 use crate::order::try_order;
 use crate::retry;
 use crate::slots::Slots;
@@ -30,12 +32,16 @@ pub struct Served<T> {
     pub attempts: u32,
     /// The serving target's price, when configured.
     pub price: Option<TokenPrice>,
+    /// Time spent in upstream calls, failed attempts included (for a stream: until its first
+    /// output); the rest of a request's time is the gateway's own.
+    pub upstream: Duration,
 }
 
 /// One provider + upstream model a model name may be served by.
 struct Target {
     /// `provider/upstream-model`, for headers and logs.
     label: String,
+    provider_name: String,
     upstream_model: String,
     priority: u32,
     weight: u32,
@@ -46,25 +52,18 @@ struct Target {
     slots: Option<Slots>,
 }
 
-#[derive(Clone, Copy, PartialEq, Eq)]
-enum Operation {
-    Chat,
-    Embeddings,
+/// What error messages call an operation.
+fn operation_label(operation: Operation) -> &'static str {
+    match operation {
+        Operation::Chat => "chat completions",
+        Operation::Embeddings => "embeddings",
+    }
 }
 
-impl Operation {
-    fn name(self) -> &'static str {
-        match self {
-            Self::Chat => "chat completions",
-            Self::Embeddings => "embeddings",
-        }
-    }
-
-    fn supported_by(self, target: &Target) -> bool {
-        match self {
-            Self::Chat => true,
-            Self::Embeddings => target.provider.embeddings.is_some(),
-        }
+fn supported_by(operation: Operation, target: &Target) -> bool {
+    match operation {
+        Operation::Chat => true,
+        Operation::Embeddings => target.provider.embeddings.is_some(),
     }
 }
 
@@ -73,6 +72,7 @@ pub struct Gateway {
     models: HashMap<String, Vec<Arc<Target>>>,
     model_names: Vec<String>,
     routing: RoutingConfig,
+    observer: Arc<dyn Observer>,
 }
 
 impl std::fmt::Debug for Gateway {
@@ -90,6 +90,14 @@ impl Gateway {
     /// # Errors
     /// When a provider's client cannot be built.
     pub fn new(config: &Config) -> Result<Self, StartError> {
+        Self::with_observer(config, Arc::new(NoObserver))
+    }
+
+    /// Like [`Gateway::new`], reporting every upstream attempt to `observer`.
+    ///
+    /// # Errors
+    /// When a provider's client cannot be built.
+    pub fn with_observer(config: &Config, observer: Arc<dyn Observer>) -> Result<Self, StartError> {
         let mut providers = HashMap::new();
         for (name, provider_config) in &config.providers {
             let provider = landfall_providers::build(provider_config).map_err(|error| {
@@ -112,6 +120,7 @@ impl Gateway {
                     let upstream_model = target.model.clone().unwrap_or_else(|| name.clone());
                     Some(Arc::new(Target {
                         label: format!("{}/{upstream_model}", target.provider),
+                        provider_name: target.provider.clone(),
                         upstream_model,
                         priority: target.priority,
                         weight: target.weight,
@@ -142,7 +151,27 @@ impl Gateway {
             model_names: config.models.keys().cloned().collect(),
             models,
             routing: config.routing.clone(),
+            observer,
         })
+    }
+
+    /// Every target's circuit breaker, by model name and target.
+    #[must_use]
+    pub fn breaker_states(&self) -> Vec<BreakerState> {
+        let now = Instant::now();
+        let mut states: Vec<BreakerState> = self
+            .models
+            .iter()
+            .flat_map(|(model, targets)| {
+                targets.iter().map(move |target| BreakerState {
+                    model: model.clone(),
+                    target: target.label.clone(),
+                    open: target.breaker.open_for(now).is_some(),
+                })
+            })
+            .collect();
+        states.sort_by(|a, b| (&a.model, &a.target).cmp(&(&b.model, &b.target)));
+        states
     }
 
     /// Configured model names, sorted.
@@ -264,12 +293,12 @@ impl Gateway {
             })?;
         let capable: Vec<&Arc<Target>> = targets
             .iter()
-            .filter(|target| operation.supported_by(target))
+            .filter(|target| supported_by(operation, target))
             .collect();
         if capable.is_empty() {
             return Err(GatewayError::NoCapableTarget {
                 model: model.to_owned(),
-                operation: operation.name(),
+                operation: operation_label(operation),
             });
         }
         let keys: Vec<(u32, u32)> = capable
@@ -279,6 +308,7 @@ impl Gateway {
         let order = try_order(&keys, &mut rand::rng());
 
         let mut attempts = 0;
+        let mut upstream = Duration::ZERO;
         let mut last_failure: Option<(ProviderError, String)> = None;
         let mut skipped = Skipped {
             soonest_reopening: None,
@@ -318,21 +348,54 @@ impl Gateway {
                     },
                 };
                 attempts += 1;
-                let error = match call(Arc::clone(target), slot).await {
+                let span = tracing::info_span!(
+                    "upstream_attempt",
+                    target = %target.label,
+                    attempt = attempts,
+                    outcome = tracing::field::Empty,
+                );
+                let started = Instant::now();
+                let result = call(Arc::clone(target), slot)
+                    .instrument(span.clone())
+                    .await;
+                let elapsed = started.elapsed();
+                upstream += elapsed;
+                let mut attempt = Attempt {
+                    operation,
+                    model,
+                    target: &target.label,
+                    provider: &target.provider_name,
+                    failure: None,
+                    elapsed,
+                    next: NextStep::Served,
+                };
+                let error = match result {
                     Ok(value) => {
+                        span.record("outcome", "ok");
+                        self.observer.attempt(&attempt);
                         target.breaker.record_success();
                         return Ok(Served {
                             value,
                             target: target.label.clone(),
                             attempts,
                             price: target.price,
+                            upstream,
                         });
                     }
                     Err(error) => error,
                 };
+                span.record("outcome", error.class().name());
                 tracing::warn!(model, target = %target.label, attempt = attempts, class = ?error.class(), %error, "upstream attempt failed");
                 self.record_failure(target, &error);
                 let step = self.next_step(target, &error, retries, position == last_position);
+                attempt.failure = Some(error.class());
+                attempt.next = match step {
+                    Step::GiveUp => NextStep::GiveUp,
+                    Step::Retry(_) => NextStep::Retry,
+                    Step::NextTarget if position == last_position => NextStep::GiveUp,
+                    Step::NextTarget => NextStep::Fallback,
+                };
+                self.observer.attempt(&attempt);
                 if error.class() == ErrorClass::ContextTooLong {
                     window_to_exceed = Some(target.context_window);
                 }

@@ -8,6 +8,7 @@
 mod breaker;
 mod error;
 mod gateway;
+mod observe;
 mod order;
 mod retry;
 mod slots;
@@ -15,3 +16,4 @@ mod stream;
 
 pub use error::{GatewayError, StartError};
 pub use gateway::{Gateway, Served};
+pub use observe::{Attempt, BreakerState, NextStep, NoObserver, Observer, Operation};

@@ -30,7 +30,7 @@ use landfall_kv::{
     Limiter, MemoryCache, MemoryLimiter, RedisCache, RedisLimiter, RedisSettings, ResponseCache,
 };
 use landfall_providers::ChatStream;
-use landfall_storage::{MetadataStore, PostgresStore, SqliteStore};
+use landfall_storage::{MetadataStore, PostgresStore, SqliteStore, Store};
 use landfall_types::{ChatRequest, TokenPrice};
 
 pub use admin::{
@@ -45,6 +45,7 @@ pub use estimate::{prompt_tokens, text_tokens};
 pub use ledger::Usage;
 pub use secret::admin_key_matches;
 pub use shed::{CpuLoad, Shed};
+pub use stream::{ServedStream, StreamEnd, StreamOutcome};
 
 /// Milliseconds since the Unix epoch, by this machine's clock.
 pub(crate) fn now_millis() -> i64 {
@@ -105,8 +106,8 @@ impl std::fmt::Debug for Governance {
 ///
 /// # Errors
 /// When the store cannot be opened or reached.
-pub async fn open_store(config: &Config) -> Result<Arc<dyn MetadataStore>, StartError> {
-    let store: Arc<dyn MetadataStore> = match &config.storage.metadata {
+pub async fn open_store(config: &Config) -> Result<Arc<dyn Store>, StartError> {
+    let store: Arc<dyn Store> = match &config.storage.metadata {
         MetadataBackend::Sqlite { path } => {
             Arc::new(SqliteStore::open(path).await.map_err(StartError::Store)?)
         }
@@ -160,6 +161,17 @@ impl Governance {
     /// When a backend cannot be opened or reached.
     pub async fn start(config: &Config) -> Result<Self, StartError> {
         let store = open_store(config).await?;
+        Self::start_with_store(config, store).await
+    }
+
+    /// Starts over an opened metadata store, connecting the configured counters and cache.
+    ///
+    /// # Errors
+    /// When the counter or cache backend cannot be reached.
+    pub async fn start_with_store(
+        config: &Config,
+        store: Arc<dyn MetadataStore>,
+    ) -> Result<Self, StartError> {
         let (limiter, cache) = open_kv(config).await?;
         Ok(Self::with_backends(config, store, limiter, cache))
     }
@@ -262,6 +274,7 @@ impl Governance {
     /// # Errors
     /// `Unauthorized` for a missing, unknown, revoked or expired key; `Store` when the key
     /// cannot be read.
+    #[tracing::instrument(name = "auth", skip_all)]
     pub async fn authenticate(
         &self,
         authorization: Option<&str>,
@@ -315,6 +328,7 @@ impl Governance {
     /// # Errors
     /// `RateLimited`, `QuotaExceeded`, or `LimiterUnavailable` when the backend is down and the
     /// configuration fails closed.
+    #[tracing::instrument(name = "admission", skip_all)]
     pub async fn admit(
         &self,
         principal: &Principal,
@@ -341,6 +355,7 @@ impl Governance {
     }
 
     /// An earlier answer to the request, if cached.
+    #[tracing::instrument(name = "cache_lookup", skip_all)]
     pub async fn cached(&self, key: &CacheKey) -> Option<CachedReply> {
         self.inner.cache.as_ref()?.find(key).await
     }
@@ -356,28 +371,24 @@ impl Governance {
     }
 
     /// Wraps a served stream so its admission is settled with the stream's usage when it ends
-    /// (or is dropped), and a completed stream is cached under `cache_key`.
+    /// (or is dropped), and a completed stream is cached under `cache_key`. `on_end` is called
+    /// once, with the settled usage, when the stream ends or is dropped.
     #[must_use]
     pub fn govern_stream(
         &self,
         stream: ChatStream,
         admission: Admission,
-        target: String,
-        price: Option<TokenPrice>,
-        prompt_estimate: u64,
+        served: ServedStream,
         cache_key: Option<CacheKey>,
+        on_end: impl FnOnce(StreamEnd) + Send + 'static,
     ) -> ChatStream {
-        let served = stream::Served {
-            target,
-            price,
-            prompt_estimate,
-        };
         stream::govern(
             Arc::clone(&self.inner),
             stream,
             admission,
             served,
             cache_key,
+            Box::new(on_end),
         )
     }
 

@@ -16,8 +16,9 @@ pub(crate) fn govern(
     inner: Arc<Inner>,
     stream: ChatStream,
     admission: Admission,
-    served: Served,
+    served: ServedStream,
     cache_key: Option<CacheKey>,
+    on_end: OnEnd,
 ) -> ChatStream {
     let max_cached_bytes = inner
         .cache
@@ -27,6 +28,7 @@ pub(crate) fn govern(
         inner,
         admission: Some(admission),
         served,
+        on_end: Some(on_end),
         usage: None,
         output_chunks: 0,
         cache: cache_key.map(|key| Collected {
@@ -42,11 +44,11 @@ pub(crate) fn govern(
             Some(Ok(chunk)) => watch.observe(chunk),
             Some(Err(_)) => {
                 watch.cache = None;
-                watch.settle().await;
+                watch.settle(StreamOutcome::Broken).await;
             }
             None => {
                 watch.store_in_cache();
-                watch.settle().await;
+                watch.settle(StreamOutcome::Completed).await;
             }
         }
         item.map(|item| (item, (stream, watch)))
@@ -55,11 +57,37 @@ pub(crate) fn govern(
 }
 
 /// Who served a stream and what its prompt was estimated at.
-pub(crate) struct Served {
+#[derive(Debug, Clone)]
+pub struct ServedStream {
+    /// `provider/upstream-model`.
     pub target: String,
     pub price: Option<TokenPrice>,
+    /// Settled when the stream ends without reporting its usage.
     pub prompt_estimate: u64,
 }
+
+/// How a governed stream ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StreamOutcome {
+    /// The upstream finished it.
+    Completed,
+    /// It failed part-way.
+    Broken,
+    /// The client left before its end.
+    Abandoned,
+}
+
+/// What a governed stream used, reported once when it ends.
+#[derive(Debug, Clone, Copy)]
+pub struct StreamEnd {
+    /// As settled: the reported usage, or an estimate when the stream ended without one.
+    pub usage: Usage,
+    /// Whether the upstream reported the usage.
+    pub usage_reported: bool,
+    pub outcome: StreamOutcome,
+}
+
+type OnEnd = Box<dyn FnOnce(StreamEnd) + Send>;
 
 struct Collected {
     key: CacheKey,
@@ -71,7 +99,8 @@ struct Collected {
 struct Watch {
     inner: Arc<Inner>,
     admission: Option<Admission>,
-    served: Served,
+    served: ServedStream,
+    on_end: Option<OnEnd>,
     usage: Option<landfall_types::Usage>,
     output_chunks: u64,
     cache: Option<Collected>,
@@ -121,12 +150,23 @@ impl Watch {
     }
 
     /// Settles at the end of the stream, before its last item reaches the client.
-    async fn settle(&mut self) {
+    async fn settle(&mut self, outcome: StreamOutcome) {
         let Some(admission) = self.admission.take() else {
             return;
         };
         let usage = self.usage();
+        self.report(usage, outcome);
         admission.settle(&self.served.target, usage).await;
+    }
+
+    fn report(&mut self, usage: Usage, outcome: StreamOutcome) {
+        if let Some(on_end) = self.on_end.take() {
+            on_end(StreamEnd {
+                usage,
+                usage_reported: self.usage.is_some(),
+                outcome,
+            });
+        }
     }
 
     /// The reported usage, or, for a stream that ended without it (abandoned or broken), the
@@ -155,6 +195,7 @@ impl Drop for Watch {
             return;
         };
         let usage = self.usage();
+        self.report(usage, StreamOutcome::Abandoned);
         let target = std::mem::take(&mut self.served.target);
         if let Ok(runtime) = tokio::runtime::Handle::try_current() {
             runtime.spawn(async move { admission.settle(&target, usage).await });

@@ -12,7 +12,7 @@ use serde::de::DeserializeOwned;
 
 use crate::extract::JsonBody;
 use crate::routes::json_response;
-use crate::{ApiError, AppState, auth};
+use crate::{ApiError, AppState, audit, auth, observe};
 
 pub(crate) fn router(state: AppState) -> Router<AppState> {
     Router::new()
@@ -23,14 +23,18 @@ pub(crate) fn router(state: AppState) -> Router<AppState> {
         )
         .route("/keys", get(list_keys).post(create_key))
         .route("/stats", get(stats))
+        .route("/audit", get(audit::list))
+        .route("/usage", get(audit::usage_report))
         .route(
             "/keys/{id}",
             get(get_key).patch(update_key).delete(revoke_key),
         )
         .route_layer(axum::middleware::from_fn_with_state(
-            state,
+            state.clone(),
             auth::require_admin,
         ))
+        // Outermost, so refused admin calls are audited too.
+        .route_layer(axum::middleware::from_fn_with_state(state, observe::admin))
 }
 
 /// A JSON body whose schema errors are 400s naming the field, as admin clients expect.
@@ -69,9 +73,10 @@ fn created(value: &impl serde::Serialize) -> Response {
     response
 }
 
-fn query(
-    query: Result<Query<ListQuery>, axum::extract::rejection::QueryRejection>,
-) -> Result<ListQuery, ApiError> {
+/// A query string, or 400 naming what is wrong with it.
+pub(crate) fn query<T>(
+    query: Result<Query<T>, axum::extract::rejection::QueryRejection>,
+) -> Result<T, ApiError> {
     query.map(|Query(query)| query).map_err(|rejection| {
         AdminError::Invalid {
             field: "(query)".to_owned(),
@@ -180,7 +185,7 @@ async fn revoke_key(
     ))
 }
 
-/// Failures governance absorbed (limit backend, cache, ledger), until `/metrics` exists.
+/// Failures governance absorbed (limit backend, cache, ledger).
 async fn stats(State(state): State<AppState>) -> Response {
     json_response(&state.governance().stats())
 }

@@ -2,6 +2,8 @@ use axum::extract::{Request, State};
 use axum::middleware::Next;
 use axum::response::Response;
 
+use landfall_accounting::RequestLog;
+
 use crate::{ApiError, AppState};
 
 /// Resolves the caller of a `/v1/…` request from its bearer key and hands the
@@ -16,6 +18,9 @@ pub(crate) async fn require_key(
         .get(http::header::AUTHORIZATION)
         .and_then(|value| value.to_str().ok());
     let principal = state.governance().authenticate(authorization).await?;
+    if let Some(log) = request.extensions().get::<RequestLog>() {
+        log.principal(&principal.tenant.id, principal.key_id());
+    }
     request.extensions_mut().insert(principal);
     Ok(next.run(request).await)
 }

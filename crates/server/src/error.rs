@@ -5,6 +5,7 @@ use std::time::Duration;
 
 use axum::response::{IntoResponse, Response};
 use http::{HeaderValue, StatusCode};
+use landfall_accounting::Failure;
 use landfall_gateway::GatewayError;
 use landfall_governance::{AdminError, GovernanceError};
 use landfall_providers::ProviderError;
@@ -89,6 +90,8 @@ struct Mapped {
     detail: ErrorDetail,
     retry_after: Option<Duration>,
     headers: Vec<(&'static str, String)>,
+    /// Set when governance refused the request, for metrics and the audit log.
+    rejection: Option<&'static str>,
 }
 
 fn mapped(
@@ -107,6 +110,14 @@ fn mapped(
         },
         retry_after: None,
         headers: Vec::new(),
+        rejection: None,
+    }
+}
+
+impl Mapped {
+    fn rejected(mut self, reason: &'static str) -> Self {
+        self.rejection = Some(reason);
+        self
     }
 }
 
@@ -158,7 +169,8 @@ impl ApiError {
                 INVALID,
                 Some("invalid_api_key"),
                 reason.to_owned(),
-            ),
+            )
+            .rejected("unauthorized"),
             Self::RouteNotFound { method, path } => mapped(
                 StatusCode::NOT_FOUND,
                 INVALID,
@@ -200,7 +212,7 @@ fn governance_error(error: GovernanceError) -> Mapped {
                 message,
             );
             mapped.detail.param = Some("model".to_owned());
-            mapped
+            mapped.rejected("forbidden")
         }
         GovernanceError::RateLimited {
             limit,
@@ -225,14 +237,15 @@ fn governance_error(error: GovernanceError) -> Mapped {
             );
             mapped.retry_after = retry_after;
             mapped.headers = headers.pairs();
-            mapped
+            mapped.rejected("rate_limit")
         }
         GovernanceError::QuotaExceeded { .. } => mapped(
             StatusCode::TOO_MANY_REQUESTS,
             "insufficient_quota",
             Some("insufficient_quota"),
             format!("you exceeded your current quota: {message}"),
-        ),
+        )
+        .rejected("budget"),
         GovernanceError::Overloaded { retry_after, .. } => {
             let mut mapped = mapped(
                 StatusCode::SERVICE_UNAVAILABLE,
@@ -241,7 +254,7 @@ fn governance_error(error: GovernanceError) -> Mapped {
                 format!("{message}; set a smaller max_tokens or retry later"),
             );
             mapped.retry_after = Some(retry_after);
-            mapped
+            mapped.rejected("shed")
         }
         GovernanceError::LimiterUnavailable(error) => {
             tracing::error!(%error, "request refused: rate limiting unavailable");
@@ -326,7 +339,8 @@ fn gateway_error(error: GatewayError) -> Mapped {
             "server_error",
             Some("server_overloaded"),
             format!("every provider of `{model}` is at its concurrency limit; retry later"),
-        ),
+        )
+        .rejected("saturated"),
         GatewayError::Upstream {
             error,
             model,
@@ -421,10 +435,15 @@ pub(crate) fn stream_error_body(error: ProviderError) -> ErrorBody {
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let mapped = self.mapped();
+        let failure = Failure {
+            code: mapped.detail.code.unwrap_or(mapped.detail.kind),
+            rejection: mapped.rejection,
+        };
         let body = ErrorBody {
             error: mapped.detail,
         };
         let mut response = (mapped.status, axum::Json(body)).into_response();
+        response.extensions_mut().insert(failure);
         if let Some(retry_after) = mapped.retry_after {
             let seconds = retry_after.as_secs_f64().ceil().max(1.0);
             if let Ok(value) = HeaderValue::from_str(&format!("{seconds:.0}")) {

@@ -5,23 +5,30 @@
 //! `landfall-gateway`. Nothing here knows a provider's wire format.
 
 mod admin;
+mod audit;
 mod auth;
 mod error;
 mod extract;
+mod observe;
 mod routes;
 mod sse;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
+use std::net::SocketAddr;
+
 use axum::Router;
 use axum::routing::{get, post};
 use axum::serve::ListenerExt;
-use landfall_config::Config;
+use landfall_accounting::Accounting;
+use landfall_config::{Config, MetricsAccess};
 use landfall_gateway::Gateway;
 use landfall_governance::Governance;
+use landfall_storage::AuditLog;
 
 pub use error::ApiError;
+pub use observe::REQUEST_ID_HEADER;
 
 /// Response header naming the `provider/model` that served a request.
 pub const TARGET_HEADER: &str = "x-landfall-target";
@@ -41,6 +48,9 @@ pub struct AppState {
 struct Inner {
     gateway: Gateway,
     governance: Governance,
+    accounting: Accounting,
+    /// Who may read `/metrics` on the main listener; `None` when it is not served there.
+    metrics_access: Option<MetricsAccess>,
     max_body_bytes: usize,
     ready: AtomicBool,
 }
@@ -52,18 +62,30 @@ pub enum StartError {
     Gateway(#[from] landfall_gateway::StartError),
     #[error(transparent)]
     Governance(#[from] landfall_governance::StartError),
+    #[error(transparent)]
+    Accounting(#[from] landfall_accounting::StartError),
 }
 
 impl AppState {
-    /// Builds the gateway over a started governance layer.
+    /// Builds the gateway and accounting over a started governance layer, writing the audit
+    /// log to `audit`. Must run inside a Tokio runtime (the audit writer is spawned).
     ///
     /// # Errors
-    /// When a provider cannot be built.
-    pub fn new(config: &Config, governance: Governance) -> Result<Self, StartError> {
+    /// When a provider cannot be built or a redaction pattern does not compile.
+    pub fn new(
+        config: &Config,
+        governance: Governance,
+        audit: Arc<dyn AuditLog>,
+    ) -> Result<Self, StartError> {
+        let accounting = Accounting::start(config, audit)?;
+        let metrics_access = (config.metrics.enabled && config.metrics.listen.is_none())
+            .then_some(config.metrics.access);
         Ok(Self {
             inner: Arc::new(Inner {
-                gateway: Gateway::new(config)?,
+                gateway: Gateway::with_observer(config, accounting.metrics())?,
                 governance,
+                accounting,
+                metrics_access,
                 max_body_bytes: config.server.max_body_bytes,
                 ready: AtomicBool::new(true),
             }),
@@ -75,8 +97,15 @@ impl AppState {
     /// # Errors
     /// When a store cannot be opened or a provider cannot be built.
     pub async fn start(config: &Config) -> Result<Self, StartError> {
-        let governance = Governance::start(config).await?;
-        Self::new(config, governance)
+        let store = landfall_governance::open_store(config).await?;
+        let governance = Governance::start_with_store(config, store.clone()).await?;
+        Self::new(config, governance, store)
+    }
+
+    /// Writes what is still queued for the audit log and the usage ledger.
+    pub async fn shutdown(&self) {
+        self.inner.accounting.shutdown().await;
+        self.inner.governance.shutdown().await;
     }
 
     /// Marks the server as not ready (during shutdown), so load balancers stop sending.
@@ -93,6 +122,11 @@ impl AppState {
     pub fn governance(&self) -> &Governance {
         &self.inner.governance
     }
+
+    #[must_use]
+    pub fn accounting(&self) -> &Accounting {
+        &self.inner.accounting
+    }
 }
 
 /// All routes.
@@ -105,15 +139,49 @@ pub fn router(state: AppState) -> Router {
         .route_layer(axum::middleware::from_fn_with_state(
             state.clone(),
             auth::require_key,
+        ))
+        // Outermost, so refusals by the auth layer are recorded too.
+        .route_layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            observe::api,
         ));
-    Router::new()
+    let mut router = Router::new()
         .nest("/v1", api)
-        .nest("/admin/v1", admin::router(state.clone()))
+        .nest("/admin/v1", admin::router(state.clone()));
+    if let Some(access) = state.inner.metrics_access {
+        let metrics = get(routes::metrics::render);
+        router = match access {
+            MetricsAccess::Open => router.route("/metrics", metrics),
+            MetricsAccess::AdminKey => router.route(
+                "/metrics",
+                metrics.route_layer(axum::middleware::from_fn_with_state(
+                    state.clone(),
+                    auth::require_admin,
+                )),
+            ),
+        };
+    }
+    router
         .route("/healthz", get(routes::health::healthz))
         .route("/readyz", get(routes::health::readyz))
         .fallback(routes::health::not_found)
         .method_not_allowed_fallback(routes::health::method_not_allowed)
         .with_state(state)
+}
+
+/// Serves only `/metrics`, open, on a separate listener (`metrics.listen`).
+///
+/// # Errors
+/// When accepting connections fails for good.
+pub async fn serve_metrics(
+    listener: tokio::net::TcpListener,
+    state: AppState,
+) -> std::io::Result<()> {
+    let router = Router::new()
+        .route("/metrics", get(routes::metrics::render))
+        .fallback(routes::health::not_found)
+        .with_state(state);
+    axum::serve(listener, router).await
 }
 
 /// Serves `state` on `listener` until `shutdown` resolves, then lets in-flight requests finish.
@@ -132,7 +200,10 @@ pub async fn serve(
             tracing::debug!(%error, "cannot set TCP_NODELAY");
         }
     });
-    axum::serve(listener, router(state))
-        .with_graceful_shutdown(shutdown)
-        .await
+    axum::serve(
+        listener,
+        router(state).into_make_service_with_connect_info::<SocketAddr>(),
+    )
+    .with_graceful_shutdown(shutdown)
+    .await
 }

@@ -23,6 +23,9 @@ use crate::model::{ApiKey, PageRequest, Tenant, UnixMillis, UsageRecord, UsageSc
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 /// Server-side cap on one statement, so a stuck query cannot hold a request forever.
 const STATEMENT_TIMEOUT: &str = "30s";
+/// Tries at schema changes (migrations, dropping a test schema) that PostgreSQL picks as a
+/// deadlock victim.
+const MIGRATION_ATTEMPTS: u32 = 5;
 
 /// [`MetadataStore`] and [`crate::AuditLog`] in a PostgreSQL database.
 #[derive(Debug, Clone)]
@@ -73,10 +76,23 @@ impl PostgresStore {
         if let Some(schema) = &self.schema {
             // The name was checked by `is_plain_identifier`, so quoting it is enough.
             let sql = format!("DROP SCHEMA IF EXISTS \"{schema}\" CASCADE");
-            sqlx::query(sqlx::AssertSqlSafe(sql))
-                .execute(&self.pool)
-                .await
-                .map_err(db_error)?;
+            // Concurrent drops of other schemas can deadlock with this one; retry as asked.
+            let mut attempt = 0;
+            loop {
+                attempt += 1;
+                match sqlx::query(sqlx::AssertSqlSafe(sql.clone()))
+                    .execute(&self.pool)
+                    .await
+                {
+                    Err(err) if attempt < MIGRATION_ATTEMPTS && is_deadlock_error(&err) => {
+                        tokio::time::sleep(Duration::from_millis(50 * u64::from(attempt))).await;
+                    }
+                    result => {
+                        result.map_err(db_error)?;
+                        break;
+                    }
+                };
+            }
         }
         self.pool.close().await;
         Ok(())
@@ -121,10 +137,19 @@ impl PostgresStore {
                 .await
                 .map_err(db_error)?;
         }
-        sqlx::migrate!("./migrations/postgres")
-            .run(&mut conn)
-            .await
-            .map_err(migrate_error)?;
+        // Schema changes can deadlock with DDL of other sessions (another schema being dropped,
+        // say); PostgreSQL rolls the victim back and asks for a retry.
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            match sqlx::migrate!("./migrations/postgres").run(&mut conn).await {
+                Err(err) if attempt < MIGRATION_ATTEMPTS && is_deadlock(&err) => {
+                    tracing::debug!(attempt, "migration deadlocked; retrying");
+                    tokio::time::sleep(Duration::from_millis(50 * u64::from(attempt))).await;
+                }
+                result => break result.map_err(migrate_error)?,
+            }
+        }
         // Closing politely is best effort; the server notices a dropped socket anyway.
         if let Err(err) = conn.close().await {
             tracing::debug!(%err, "closing the PostgreSQL migration connection failed");
@@ -153,6 +178,22 @@ fn describe_server(options: &PgConnectOptions) -> String {
         Some(database) => format!("{host}/{database}"),
         None => host,
     }
+}
+
+/// SQLSTATE 40P01: the transaction was chosen as a deadlock victim and rolled back.
+fn is_deadlock(err: &sqlx::migrate::MigrateError) -> bool {
+    let (sqlx::migrate::MigrateError::Execute(err)
+    | sqlx::migrate::MigrateError::ExecuteMigration(err, _)) = err
+    else {
+        return false;
+    };
+    is_deadlock_error(err)
+}
+
+fn is_deadlock_error(err: &sqlx::Error) -> bool {
+    err.as_database_error()
+        .and_then(|db| db.code())
+        .is_some_and(|code| code == "40P01")
 }
 
 fn is_plain_identifier(name: &str) -> bool {

@@ -21,6 +21,18 @@ pub enum ErrorClass {
 }
 
 impl ErrorClass {
+    /// The class in snake case, for metrics and logs.
+    #[must_use]
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Transient => "transient",
+            Self::RateLimited => "rate_limited",
+            Self::ContextTooLong => "context_too_long",
+            Self::InvalidRequest => "invalid_request",
+            Self::Permanent => "permanent",
+        }
+    }
+
     /// Whether the failure says something about the target's health (and so counts towards its
     /// circuit breaker) rather than about the request.
     #[must_use]

@@ -7,6 +7,7 @@
     reason = "test code: failing loudly is the point"
 )]
 
+mod audit;
 mod manage;
 mod replicas;
 mod shutdown;
@@ -17,6 +18,15 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 pub(crate) const BIN: &str = env!("CARGO_BIN_EXE_landfall");
+
+/// A port on 127.0.0.1 that was free a moment ago, for a `landfall serve` to listen on.
+pub(crate) fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
 
 fn example_environment(command: &mut Command) -> &mut Command {
     command.env("OPENAI_PROXY_URL", "http://proxy.internal:3128");

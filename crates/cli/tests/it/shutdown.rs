@@ -14,11 +14,7 @@ async fn sigterm_lets_an_in_flight_stream_finish() {
     let upstream = MockUpstream::start(Script::new().stream_delay_ms(150)).await;
     let directory = tempfile::tempdir().unwrap();
     let config = directory.path().join("landfall.toml");
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let port = crate::free_port();
     std::fs::write(
         &config,
         format!(

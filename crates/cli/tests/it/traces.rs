@@ -213,11 +213,7 @@ struct Landfall {
 impl Landfall {
     async fn start(directory: &Path, upstream: &MockUpstream, otlp_endpoint: &str) -> Self {
         let config = directory.join("landfall.toml");
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
+        let port = crate::free_port();
         std::fs::write(
             &config,
             format!(

@@ -4,10 +4,15 @@
 use axum::Extension;
 use axum::extract::State;
 use axum::response::{IntoResponse, Response};
+use futures::StreamExt;
 use http::{HeaderMap, HeaderValue};
+use landfall_accounting::{RequestLog, TokenUsage};
+use landfall_gateway::Operation;
 use landfall_governance::{
-    CACHE_REQUEST_HEADER, CachedReply, Principal, RateLimitHeaders, Shed, Usage,
+    CACHE_REQUEST_HEADER, CachedReply, Principal, RateLimitHeaders, ServedStream, Shed,
+    StreamOutcome, Usage,
 };
+use landfall_providers::ChatStream;
 use landfall_types::ChatRequest;
 
 use crate::extract::JsonBody;
@@ -17,11 +22,17 @@ use crate::{ApiError, AppState, CACHE_HEADER, SHED_HEADER, sse};
 pub(crate) async fn completions(
     State(state): State<AppState>,
     Extension(principal): Extension<Principal>,
+    Extension(log): Extension<RequestLog>,
     headers: HeaderMap,
     JsonBody(request): JsonBody<ChatRequest>,
 ) -> Response {
     let mut limits = RateLimitHeaders::default();
-    let mut response = match serve(&state, &principal, &headers, request, &mut limits).await {
+    log.model(Operation::Chat, &request.model, request.is_stream());
+    if log.keeps_bodies() {
+        log.request_body(&request);
+    }
+    let served = serve(&state, &principal, &log, &headers, request, &mut limits).await;
+    let mut response = match served {
         Ok(response) => response,
         Err(error) => error.into_response(),
     };
@@ -32,6 +43,7 @@ pub(crate) async fn completions(
 async fn serve(
     state: &AppState,
     principal: &Principal,
+    log: &RequestLog,
     headers: &HeaderMap,
     mut request: ChatRequest,
     limits: &mut RateLimitHeaders,
@@ -41,6 +53,9 @@ async fn serve(
     let gateway = state.gateway();
     governance.authorize_model(principal, &request.model)?;
     let shed = governance.shed(&mut request)?;
+    if let Some(Shed::Capped(bound)) = shed {
+        log.shed_capped(bound);
+    }
     let demand = governance.chat_demand(&request, gateway.reservation_price(&request.model));
     let prompt_estimate = demand.prompt_tokens;
     let admission = governance.admit(principal, &demand).await?;
@@ -58,6 +73,7 @@ async fn serve(
             cache_hit: true,
             ..Usage::default()
         };
+        log.cache(true);
         admission.settle("cache", cached).await;
         let mut response = match reply {
             CachedReply::Completion { response } => json_response(&response),
@@ -73,21 +89,35 @@ async fn serve(
     }
 
     let cache_status = cache_key.is_some().then_some("miss");
+    if cache_status.is_some() {
+        log.cache(false);
+    }
     let mut response = if request.is_stream() {
         let served = gateway.chat_stream(&request).await?;
+        log.served(&served.target, served.attempts, served.upstream);
+        let ended = log.clone();
         let stream = governance.govern_stream(
-            served.value,
+            keep_stream_text(served.value, log),
             admission,
-            served.target.clone(),
-            served.price,
-            prompt_estimate,
+            ServedStream {
+                target: served.target.clone(),
+                price: served.price,
+                prompt_estimate,
+            },
             cache_key,
+            move |end| {
+                ended.stream_ended(
+                    token_usage(&end.usage, end.usage_reported),
+                    outcome_name(end.outcome),
+                )
+            },
         );
         let mut response = sse::response(stream, include_usage);
         served_headers(&mut response, &served.target, served.attempts);
         response
     } else {
         let served = gateway.chat(&request).await?;
+        log.served(&served.target, served.attempts, served.upstream);
         let usage = served.value.usage.as_ref().map_or_else(
             || {
                 tracing::warn!(target = %served.target, "response without usage; settling the prompt estimate");
@@ -98,7 +128,13 @@ async fn serve(
             },
             |usage| Usage::priced(usage, served.price),
         );
+        log.usage(token_usage(&usage, served.value.usage.is_some()));
         admission.settle(&served.target, usage).await;
+        if log.keeps_bodies()
+            && let Ok(text) = serde_json::to_string(&served.value)
+        {
+            log.response_text(&text);
+        }
         let mut response = json_response(&served.value);
         served_headers(&mut response, &served.target, served.attempts);
         if let Some(key) = cache_key {
@@ -122,6 +158,45 @@ async fn serve(
             .insert(SHED_HEADER, HeaderValue::from(bound));
     }
     Ok(response)
+}
+
+/// The settled usage in accounting's terms.
+pub(crate) fn token_usage(usage: &Usage, reported: bool) -> TokenUsage {
+    TokenUsage {
+        input_tokens: usage.input_tokens,
+        cached_input_tokens: usage.cached_input_tokens,
+        output_tokens: usage.output_tokens,
+        cost_nanos: usage.cost_nanos,
+        reported,
+    }
+}
+
+fn outcome_name(outcome: StreamOutcome) -> &'static str {
+    match outcome {
+        StreamOutcome::Completed => "completed",
+        StreamOutcome::Broken => "broken",
+        StreamOutcome::Abandoned => "abandoned",
+    }
+}
+
+/// Copies a stream's text into the audit record as it passes, for tenants whose bodies are
+/// kept; other streams pass untouched.
+fn keep_stream_text(stream: ChatStream, log: &RequestLog) -> ChatStream {
+    if !log.keeps_bodies() {
+        return stream;
+    }
+    let log = log.clone();
+    stream
+        .inspect(move |item| {
+            if let Ok(chunk) = item {
+                for choice in &chunk.choices {
+                    if let Some(text) = &choice.delta.content {
+                        log.response_text(text);
+                    }
+                }
+            }
+        })
+        .boxed()
 }
 
 fn validate(request: &ChatRequest, state: &AppState) -> Result<(), ApiError> {

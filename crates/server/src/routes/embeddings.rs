@@ -3,20 +3,28 @@
 use axum::Extension;
 use axum::extract::State;
 use axum::response::{IntoResponse, Response};
+use landfall_accounting::RequestLog;
+use landfall_gateway::Operation;
 use landfall_governance::{Demand, Principal, RateLimitHeaders, Usage, text_tokens};
 use landfall_types::{EmbeddingInput, EmbeddingRequest};
 
 use crate::extract::JsonBody;
+use crate::routes::chat::token_usage;
 use crate::routes::{json_response, rate_limit_headers, served_headers};
 use crate::{ApiError, AppState};
 
 pub(crate) async fn create(
     State(state): State<AppState>,
     Extension(principal): Extension<Principal>,
+    Extension(log): Extension<RequestLog>,
     JsonBody(request): JsonBody<EmbeddingRequest>,
 ) -> Response {
     let mut limits = RateLimitHeaders::default();
-    let mut response = match serve(&state, &principal, request, &mut limits).await {
+    log.model(Operation::Embeddings, &request.model, false);
+    if log.keeps_bodies() {
+        log.request_body(&request);
+    }
+    let mut response = match serve(&state, &principal, &log, request, &mut limits).await {
         Ok(response) => response,
         Err(error) => error.into_response(),
     };
@@ -27,6 +35,7 @@ pub(crate) async fn create(
 async fn serve(
     state: &AppState,
     principal: &Principal,
+    log: &RequestLog,
     request: EmbeddingRequest,
     limits: &mut RateLimitHeaders,
 ) -> Result<Response, ApiError> {
@@ -68,21 +77,19 @@ async fn serve(
     let admission = governance.admit(principal, &demand).await?;
     *limits = admission.headers();
     let served = state.gateway().embed(&request).await?;
+    log.served(&served.target, served.attempts, served.upstream);
     let used = served
         .value
         .usage
         .as_ref()
         .map_or(prompt_tokens, |usage| usage.prompt_tokens);
-    admission
-        .settle(
-            &served.target,
-            Usage {
-                input_tokens: used,
-                cost_nanos: served.price.map_or(0, |price| price.cost_of(used, 0, 0)),
-                ..Usage::default()
-            },
-        )
-        .await;
+    let usage = Usage {
+        input_tokens: used,
+        cost_nanos: served.price.map_or(0, |price| price.cost_of(used, 0, 0)),
+        ..Usage::default()
+    };
+    log.usage(token_usage(&usage, served.value.usage.is_some()));
+    admission.settle(&served.target, usage).await;
     let mut response = json_response(&served.value);
     served_headers(&mut response, &served.target, served.attempts);
     Ok(response)

@@ -1,6 +1,7 @@
 pub(crate) mod chat;
 pub(crate) mod embeddings;
 pub(crate) mod health;
+pub(crate) mod metrics;
 pub(crate) mod models;
 
 use axum::response::Response;

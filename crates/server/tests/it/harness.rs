@@ -109,7 +109,7 @@ pub fn sse_data(body: &str) -> Vec<String> {
 /// one test can share as replicas would.
 #[derive(Clone)]
 pub struct Backends {
-    pub store: std::sync::Arc<dyn landfall_storage::MetadataStore>,
+    pub store: std::sync::Arc<dyn landfall_storage::Store>,
     pub limiter: std::sync::Arc<dyn landfall_kv::Limiter>,
     pub cache: std::sync::Arc<dyn landfall_kv::ResponseCache>,
     pub postgres: Option<std::sync::Arc<landfall_storage::PostgresStore>>,
@@ -205,7 +205,7 @@ pub async fn start_on(config: &str, backends: &Backends) -> Landfall {
         backends.limiter.clone(),
         backends.cache.clone(),
     );
-    let state = AppState::new(&config, governance).unwrap();
+    let state = AppState::new(&config, governance, backends.store.clone()).unwrap();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let address = listener.local_addr().unwrap();
     let served = state.clone();

@@ -7,6 +7,7 @@
     reason = "test code: failing loudly is the point"
 )]
 
+mod accounting;
 mod anthropic;
 mod errors;
 mod governance;
