@@ -77,6 +77,7 @@ impl Accounting {
     /// A redaction pattern that does not compile.
     pub fn start(config: &Config, log: Arc<dyn AuditLog>) -> Result<Self, StartError> {
         let metrics = Arc::new(Metrics::new(
+            config.metrics.enabled,
             config.metrics.per_key,
             &config.accounting.currency,
         ));

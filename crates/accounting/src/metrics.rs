@@ -180,6 +180,8 @@ pub(crate) struct Finished<'a> {
 #[derive(Debug)]
 pub struct Metrics {
     registry: Registry,
+    /// `metrics.enabled`: when off, nothing is counted (the audit drop count excepted).
+    enabled: bool,
     per_key: bool,
     currency: String,
     requests: Family<RequestLabels, Counter>,
@@ -206,11 +208,13 @@ pub struct Metrics {
 }
 
 impl Metrics {
-    /// Registers every metric. `per_key` adds the key id to token and cost counters.
+    /// Registers every metric. `per_key` adds the key id to token and cost counters; when not
+    /// `enabled`, requests and attempts are not counted at all.
     #[must_use]
-    pub fn new(per_key: bool, currency: &str) -> Self {
+    pub fn new(enabled: bool, per_key: bool, currency: &str) -> Self {
         let mut metrics = Self {
             registry: Registry::default(),
+            enabled,
             per_key,
             currency: currency.to_owned(),
             requests: Family::default(),
@@ -358,10 +362,16 @@ impl Metrics {
     }
 
     pub(crate) fn request_started(&self, route: &'static str) {
+        if !self.enabled {
+            return;
+        }
         self.in_flight.get_or_create(&RouteLabels { route }).inc();
     }
 
     pub(crate) fn request_finished(&self, finished: &Finished<'_>) {
+        if !self.enabled {
+            return;
+        }
         let status_class = status_class(finished.status);
         self.in_flight
             .get_or_create(&RouteLabels {
@@ -487,6 +497,9 @@ impl Metrics {
 
 impl Observer for Metrics {
     fn attempt(&self, attempt: &Attempt<'_>) {
+        if !self.enabled {
+            return;
+        }
         let outcome = attempt.failure.map_or("ok", |class| class.name());
         self.upstream_duration
             .get_or_create(&UpstreamLabels {
