@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Whole-system gateway benchmarks, all on 127.0.0.1 on this machine, in two sections:
+# Whole-system gateway benchmarks, all on 127.0.0.1 on this machine, in three sections:
 #
 # "gateway" (issue 2): wrk -> {mock upstream directly, landfall, LiteLLM} -> landfall-mock-upstream.
 # Measures, per target: req/s, p50 and p99 for non-stream and stream chat completions at 1 and 50
@@ -14,14 +14,27 @@
 # PostgreSQL and Redis). Then the Redis limiter alone (crates/kv/examples/limiter_bench.rs).
 # Writes "## Governance overhead (issue 3)".
 #
+# "accounting" (issue 4): the same four wrk scenarios, in rounds, against five anonymous landfalls
+# on the same mock upstream: bare (metrics, audit log and access log off), metrics (metrics
+# only), audit (metrics + audit log on SQLite), everything (the defaults: metrics, audit log on
+# SQLite, one access log line per request) and postgres (metrics + audit log on PostgreSQL).
+# Then, per configuration with the audit log on: scrape /metrics, stop landfall with SIGTERM
+# and wait for it, count the audit records in the store against the requests served, and run
+# `landfall audit verify`. Then the audit writer alone (crates/storage/examples/audit_bench.rs)
+# on SQLite and PostgreSQL. Writes "## Accounting overhead (issue 4)".
+#
 # Usage: scripts/bench-gateway.sh
 # Environment (all optional):
-#   BENCH_SECTIONS="gateway governance"   which sections to measure and write
-#   BENCH_GOV_ROUNDS=3        governance: rounds over the three configurations (median reported)
-#   BENCH_POSTGRES_URL=postgres://postgres@127.0.0.1:5432/test   governance: a server where a
-#                             fresh database is created for the run and dropped after it
+#   BENCH_SECTIONS="gateway governance accounting"   which sections to measure and write
+#   BENCH_GOV_ROUNDS=3        governance: rounds over the four configurations (median reported)
+#   BENCH_ACC_ROUNDS=3        accounting: rounds over the five configurations (median reported)
+#   BENCH_POSTGRES_URL=postgres://postgres@127.0.0.1:5432/test   governance, accounting: a
+#                             server where a fresh database is created for the run and dropped
+#                             after it
 #   BENCH_REDIS_URL=redis://127.0.0.1:6379   governance: keys under a fresh prefix, deleted after
 #   BENCH_GOV_NOTES=          governance: a notes paragraph for the report
+#   BENCH_ACC_NOTES=          accounting: a notes paragraph for the report
+#   BENCH_AUDIT_RECORDS=100000   accounting: records the audit writer benchmark appends per store
 #   BENCH_DURATION=10s        length of each wrk run
 #   BENCH_WARMUP=3s           warm-up at 50 connections before each target's runs (0 to skip)
 #   BENCH_WRK_TIMEOUT=10s     wrk --timeout: slower responses count as timeouts
@@ -29,7 +42,8 @@
 #                             (LiteLLM gets a fifth of that)
 #   BENCH_STALL_MS=25         a pause longer than this inside a checked stream is a stall
 #   BENCH_LANDFALL_LOG=       LANDFALL_LOG for landfall (default: unset, i.e. its default "info",
-#                             which logs one line per request)
+#                             which logs one line per request); the accounting section sets its
+#                             own per configuration
 #   BENCH_PIN=0               1: pin the mock upstream to CPU 1 and wrk to CPU 0 with taskset
 #                             (the gateway floats); 0: no pinning
 #   BENCH_UPSTREAM_WORKERS=1  tokio workers of the mock upstream
@@ -54,8 +68,10 @@ PIN=${BENCH_PIN:-0}
 UPSTREAM_WORKERS=${BENCH_UPSTREAM_WORKERS:-1}
 SKIP_LITELLM=${BENCH_SKIP_LITELLM:-0}
 SKIP_BUILD=${BENCH_SKIP_BUILD:-0}
-SECTIONS=" ${BENCH_SECTIONS:-gateway governance} "
+SECTIONS=" ${BENCH_SECTIONS:-gateway governance accounting} "
 GOV_ROUNDS=${BENCH_GOV_ROUNDS:-3}
+ACC_ROUNDS=${BENCH_ACC_ROUNDS:-3}
+AUDIT_RECORDS=${BENCH_AUDIT_RECORDS:-100000}
 POSTGRES_URL=${BENCH_POSTGRES_URL:-postgres://postgres@127.0.0.1:5432/test}
 REDIS_URL=${BENCH_REDIS_URL:-redis://127.0.0.1:6379}
 DOCS=${BENCH_DOCS:-docs/benchmarks.md}
@@ -68,11 +84,12 @@ BENCH_PY="$ROOT/scripts/bench/bench.py"
 step() { printf '\n==> %s\n' "$*" >&2; }
 die() { printf 'bench-gateway: %s\n' "$*" >&2; exit 1; }
 has_section() { [[ "$SECTIONS" == *" $1 "* ]]; }
-has_section gateway || has_section governance || die "BENCH_SECTIONS names no known section (gateway, governance)"
+has_section gateway || has_section governance || has_section accounting ||
+  die "BENCH_SECTIONS names no known section (gateway, governance, accounting)"
 
 WORK=$(mktemp -d "${TMPDIR:-/tmp}/landfall-bench.XXXXXX")
 PIDS=()
-GOV_DB="" GOV_PREFIX=""
+BENCH_DBS=() GOV_PREFIX=""
 
 # Each server runs in its own process group (setsid), so stopping it takes its children too.
 stop_pid() {
@@ -86,14 +103,14 @@ stop_pid() {
   wait "$pid" 2>/dev/null || true
 }
 cleanup() {
-  local status=$? pid
+  local status=$? pid db
   trap - EXIT INT TERM
   for pid in "${PIDS[@]}"; do stop_pid "$pid"; done
-  # The governance run's database and Redis keys.
-  if [[ -n "$GOV_DB" ]]; then
-    psql "$POSTGRES_URL" -qc "DROP DATABASE IF EXISTS \"$GOV_DB\" WITH (FORCE)" >/dev/null 2>&1 ||
-      printf 'bench-gateway: could not drop database %s\n' "$GOV_DB" >&2
-  fi
+  # The governance and accounting runs' databases, and the governance run's Redis keys.
+  for db in "${BENCH_DBS[@]}"; do
+    psql "$POSTGRES_URL" -qc "DROP DATABASE IF EXISTS \"$db\" WITH (FORCE)" >/dev/null 2>&1 ||
+      printf 'bench-gateway: could not drop database %s\n' "$db" >&2
+  done
   if [[ -n "$GOV_PREFIX" ]]; then
     redis-cli -u "$REDIS_URL" --scan --pattern "$GOV_PREFIX*" 2>/dev/null |
       xargs -r -n 500 redis-cli -u "$REDIS_URL" DEL >/dev/null 2>&1 || true
@@ -107,6 +124,26 @@ cleanup() {
 }
 trap cleanup EXIT
 trap 'exit 130' INT TERM
+
+# stop_gracefully PID SECONDS: SIGTERM to the process only, then waits for it to exit on its own
+# (a clean shutdown drains the audit queue); after SECONDS it is killed. Sets STOP_STATUS to its
+# exit status, or "killed", and STOP_SECONDS to how long it took.
+stop_gracefully() {
+  local pid=$1 limit=$2 started=$EPOCHREALTIME deadline=$((SECONDS + $2))
+  STOP_STATUS=gone
+  if kill -TERM "$pid" 2>/dev/null; then
+    while kill -0 "$pid" 2>/dev/null && ((SECONDS < deadline)); do sleep 0.05; done
+    if kill -0 "$pid" 2>/dev/null; then
+      kill -KILL -- "-$pid" 2>/dev/null || kill -KILL "$pid" 2>/dev/null || true
+      wait "$pid" 2>/dev/null || true
+      STOP_STATUS=killed
+    else
+      STOP_STATUS=0
+      wait "$pid" 2>/dev/null || STOP_STATUS=$?
+    fi
+  fi
+  STOP_SECONDS=$("$PY" -c "print(round($EPOCHREALTIME - $started, 2))")
+}
 
 free_port() {
   "$PY" -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
@@ -142,6 +179,9 @@ if has_section governance; then
     command -v "$tool" >/dev/null 2>&1 || die "the governance section needs $tool (apt-get install -y postgresql-client redis-tools)"
   done
 fi
+if has_section accounting; then
+  command -v psql >/dev/null 2>&1 || die "the accounting section needs psql (apt-get install -y postgresql-client)"
+fi
 if [[ "$SKIP_LITELLM" != 1 ]]; then
   step "LiteLLM $LITELLM_VERSION in $VENV"
   have=$("$VENV/bin/python" -c 'import importlib.metadata as m; print(m.version("litellm"))' 2>/dev/null || true)
@@ -166,13 +206,21 @@ if [[ "$SKIP_BUILD" != 1 ]]; then
     step "cargo build --release (the Redis limiter benchmark)"
     cargo build --release --locked -p landfall-kv --example limiter_bench
   fi
+  if has_section accounting; then
+    step "cargo build --release (the audit writer benchmark)"
+    cargo build --release --locked -p landfall-storage --example audit_bench
+  fi
 fi
 LANDFALL="$TARGET_DIR/release/landfall"
 UPSTREAM="$TARGET_DIR/release/landfall-mock-upstream"
 LIMITER_BENCH="$TARGET_DIR/release/examples/limiter_bench"
+AUDIT_BENCH="$TARGET_DIR/release/examples/audit_bench"
 [[ -x "$LANDFALL" && -x "$UPSTREAM" ]] || die "release binaries missing under $TARGET_DIR/release"
 if has_section governance; then
   [[ -x "$LIMITER_BENCH" ]] || die "$LIMITER_BENCH missing"
+fi
+if has_section accounting; then
+  [[ -x "$AUDIT_BENCH" ]] || die "$AUDIT_BENCH missing"
 fi
 
 # ---------------------------------------------------------------- processes
@@ -223,11 +271,16 @@ EOF
 # Landfall runs with its defaults (log level info, to a file) unless BENCH_LANDFALL_LOG is set.
 LANDFALL_ENV=()
 [[ -n "$LANDFALL_LOG_LEVEL" ]] && LANDFALL_ENV=(env "LANDFALL_LOG=$LANDFALL_LOG_LEVEL")
-# start_landfall NAME CONFIG: starts landfall on a free port; sets LANDFALL_PID and LANDFALL_PORT.
+# start_landfall NAME CONFIG [ENV_ARGS...]: starts landfall on a free port, its environment
+# changed by `env ENV_ARGS...` when given (else by BENCH_LANDFALL_LOG); sets LANDFALL_PID and
+# LANDFALL_PORT.
 start_landfall() {
   local name=$1 config=$2
+  shift 2
+  local launch=("${LANDFALL_ENV[@]}")
+  (($# > 0)) && launch=(env "$@")
   LANDFALL_PORT=$(free_port)
-  setsid "${LANDFALL_ENV[@]}" "$LANDFALL" serve --config "$config" --listen "127.0.0.1:$LANDFALL_PORT" \
+  setsid "${launch[@]}" "$LANDFALL" serve --config "$config" --listen "127.0.0.1:$LANDFALL_PORT" \
     >"$WORK/$name.out" 2>"$WORK/$name.err" &
   LANDFALL_PID=$!
   PIDS+=("$LANDFALL_PID")
@@ -324,6 +377,7 @@ if has_section governance; then
   psql "$POSTGRES_URL" -v ON_ERROR_STOP=1 -qc "CREATE DATABASE \"landfall_bench_$SUFFIX\"" >/dev/null ||
     die "cannot create a database at $POSTGRES_URL (BENCH_POSTGRES_URL)"
   GOV_DB="landfall_bench_$SUFFIX"
+  BENCH_DBS+=("$GOV_DB")
   GOV_DB_URL="${POSTGRES_URL%/*}/$GOV_DB"
   GOV_PREFIX="landfall-bench-$SUFFIX:"
   [[ "$(redis-cli -u "$REDIS_URL" PING 2>&1)" == PONG ]] ||
