@@ -507,6 +507,134 @@ PYEOF
   } >"$WORK/gov-configs.txt"
 fi
 
+# ---------------------------------------------------------------- accounting (issue 4)
+
+if has_section accounting; then
+  step "accounting: a fresh PostgreSQL database"
+  SUFFIX="$$_$(date +%s%N | tail -c 7)"
+  psql "$POSTGRES_URL" -v ON_ERROR_STOP=1 -qc "CREATE DATABASE \"landfall_bench_acc_$SUFFIX\"" >/dev/null ||
+    die "cannot create a database at $POSTGRES_URL (BENCH_POSTGRES_URL)"
+  ACC_DB="landfall_bench_acc_$SUFFIX"
+  BENCH_DBS+=("$ACC_DB")
+  ACC_DB_URL="${POSTGRES_URL%/*}/$ACC_DB"
+  POSTGRES_VERSION="PostgreSQL $(psql "$POSTGRES_URL" -Atc 'SHOW server_version' | awk '{print $1}')"
+
+  # Anonymous requests, as the bare gateway; only [metrics], [audit] and the store change.
+  accounting_config() { # METRICS AUDIT METADATA_TOML
+    cat <<EOF
+[auth]
+allow_anonymous = true
+
+[metrics]
+enabled = $1
+
+[audit]
+enabled = $2
+
+$3
+
+$PROVIDER_TOML
+
+[models.bench]
+targets = [{ provider = "mock", model = "bench" }]
+EOF
+  }
+  sqlite_toml() { printf '[storage.metadata]\ntype = "sqlite"\npath = "%s"\n' "$1"; }
+  ACC_NAMES=(bare metrics audit everything postgres)
+  for name in "${ACC_NAMES[@]}"; do mkdir -p "$WORK/acc-$name"; done
+  accounting_config false false "$(sqlite_toml "$WORK/acc-bare/landfall.db")" >"$WORK/acc-bare.toml"
+  accounting_config true false "$(sqlite_toml "$WORK/acc-metrics/landfall.db")" >"$WORK/acc-metrics.toml"
+  accounting_config true true "$(sqlite_toml "$WORK/acc-audit/landfall.db")" >"$WORK/acc-audit.toml"
+  accounting_config true true "$(sqlite_toml "$WORK/acc-everything/landfall.db")" >"$WORK/acc-everything.toml"
+  accounting_config true true "[storage.metadata]
+type = \"postgres\"
+url = \"$ACC_DB_URL\"" >"$WORK/acc-postgres.toml"
+
+  # The access log is silenced everywhere but in "everything", which logs at landfall's
+  # default (info, one line per request); BENCH_LANDFALL_LOG does not apply here.
+  QUIET_LOG="info,landfall::access=off"
+  declare -A ACC_PID ACC_PORT
+  for name in "${ACC_NAMES[@]}"; do
+    if [[ "$name" == everything ]]; then
+      start_landfall "acc-$name" "$WORK/acc-$name.toml" -u RUST_LOG -u LANDFALL_LOG
+    else
+      start_landfall "acc-$name" "$WORK/acc-$name.toml" -u RUST_LOG "LANDFALL_LOG=$QUIET_LOG"
+    fi
+    ACC_PID[$name]=$LANDFALL_PID
+    ACC_PORT[$name]=$LANDFALL_PORT
+  done
+
+  WATCH=()
+  pid=$(pgrep -xo postgres || pgrep -xo postmaster || true)
+  [[ -n "$pid" ]] && WATCH+=(--watch "postgres=$pid")
+
+  # Rounds rotate the order, so no configuration is always measured first or last.
+  for round in $(seq 1 "$ACC_ROUNDS"); do
+    for i in "${!ACC_NAMES[@]}"; do
+      name=${ACC_NAMES[$(((i + round - 1) % ${#ACC_NAMES[@]}))]}
+      step "accounting round $round/$ACC_ROUNDS: $name"
+      "${MEASURE[@]}" --name "$name" --url "http://127.0.0.1:${ACC_PORT[$name]}" --pid "${ACC_PID[$name]}" \
+        --stream-check 100 --out "$WORK/acc-$name-$round.json" "${WATCH[@]}"
+    done
+  done
+
+  step "accounting: requests served against audit records"
+  sleep 1.5 # well over audit.flush_interval_ms (200): the queue has been written
+  ACC_WARNINGS=""
+  for name in "${ACC_NAMES[@]}"; do
+    # The counters just before the stop; nothing is requested between the scrape and SIGTERM.
+    if [[ "$name" != bare ]]; then
+      curl -fsS --max-time 10 "http://127.0.0.1:${ACC_PORT[$name]}/metrics" >"$WORK/acc-$name.metrics" ||
+        die "cannot scrape /metrics of landfall ($name)"
+    fi
+    stop_gracefully "${ACC_PID[$name]}" 60
+    printf '{"exit": "%s", "seconds": %s}\n' "$STOP_STATUS" "$STOP_SECONDS" >"$WORK/acc-$name.stop.json"
+    printf 'landfall (%s) stopped: exit %s after %ss\n' "$name" "$STOP_STATUS" "$STOP_SECONDS" >&2
+    ACC_WARNINGS+="$name $(grep -cE ' (ERROR|WARN) ' "$WORK/acc-$name.err" || true), "
+  done
+  for name in audit everything postgres; do
+    if [[ "$name" == postgres ]]; then
+      audited=$(psql "$ACC_DB_URL" -v ON_ERROR_STOP=1 -Atc "SELECT COUNT(*) FROM audit_records WHERE kind = 'request'")
+    else
+      audited=$("$PY" - "$WORK/acc-$name/landfall.db" <<'PYEOF'
+import sqlite3, sys
+with sqlite3.connect(f"file:{sys.argv[1]}?mode=ro", uri=True) as db:
+    print(db.execute("SELECT COUNT(*) FROM audit_records WHERE kind = 'request'").fetchone()[0])
+PYEOF
+      )
+    fi
+    started=$EPOCHREALTIME
+    status=0
+    "$LANDFALL" audit verify --config "$WORK/acc-$name.toml" --json \
+      >"$WORK/acc-$name.verify.json" 2>"$WORK/acc-$name.verify.err" || status=$?
+    seconds=$("$PY" -c "print(round($EPOCHREALTIME - $started, 2))")
+    printf '{"audited": %s, "verify_exit": %s, "verify_seconds": %s}\n' "$audited" "$status" "$seconds" \
+      >"$WORK/acc-$name.store.json"
+    printf 'landfall (%s): %s request records in the store; audit verify exit %s in %ss\n' \
+      "$name" "$audited" "$status" "$seconds" >&2
+  done
+  ACC_LOG_MIB=$(( $(stat -c %s "$WORK/acc-everything.err") / 1048576 ))
+
+  step "the audit writer alone: SQLite and PostgreSQL, $AUDIT_RECORDS records each"
+  status=0
+  "$AUDIT_BENCH" --postgres "$ACC_DB_URL" --records "$AUDIT_RECORDS" >"$WORK/audit-bench.txt" \
+    2>"$WORK/audit-bench.err" || status=$?
+  cat "$WORK/audit-bench.txt" >&2
+  if ((status != 0)); then
+    cat "$WORK/audit-bench.err" >&2
+    printf 'bench-gateway: audit_bench exited %s\n' "$status" >&2
+  fi
+
+  {
+    printf '%s\n' "**bare**: \`[auth] allow_anonymous = true\` (requests carry no key), SQLite store, \`[metrics] enabled = false\`, \`[audit] enabled = false\`, \`LANDFALL_LOG=$QUIET_LOG\` (no access log); usage is still written to the ledger, cache and shedding at their defaults."
+    printf '%s\n' "**metrics**: the same with \`[metrics] enabled = true\` (defaults: \`per_key = true\`, \`/metrics\` open on the main listener): what counting every request in Prometheus metrics costs."
+    printf '%s\n' "**metrics + audit (SQLite)**: metrics on and \`[audit] enabled = true\` with its defaults (\`queue_capacity = 65536\`, \`batch_size = 1024\`, \`flush_interval_ms = 200\`, no bodies kept): one hash-chained record per request, queued in memory and appended in batches to the SQLite store; access log off."
+    printf '%s\n' "**everything (SQLite)**: landfall's defaults: metrics, the audit log on SQLite, and one access log line per request (\`landfall::access\` at info; \`LANDFALL_LOG\` and \`RUST_LOG\` unset), stderr to a file ($ACC_LOG_MIB MiB after the runs)."
+    printf '%s\n' "**metrics + audit (PostgreSQL)**: as metrics + audit (SQLite), with \`[storage.metadata] type = \"postgres\"\` on a fresh database (default pool)."
+    printf '%s\n' "All five: release build, otherwise default settings (one tokio worker per CPU, stderr to a file; warn/error log lines during the runs: ${ACC_WARNINGS%, })."
+  } >"$WORK/acc-configs.txt"
+fi
+
 # ---------------------------------------------------------------- report
 
 step "report"
@@ -531,12 +659,17 @@ export BENCH_META_LANDFALL_SETTINGS="Landfall: \`landfall serve --config landfal
 export BENCH_META_NOTES="${BENCH_NOTES:-}"
 export BENCH_META_GOV_NOTES="${BENCH_GOV_NOTES:-}" BENCH_META_REDIS="${REDIS_VERSION:-}"
 export BENCH_META_POSTGRES="${POSTGRES_VERSION:-}" BENCH_META_GOV_CONFIGS="$WORK/gov-configs.txt"
+export BENCH_META_ACC_NOTES="${BENCH_ACC_NOTES:-}" BENCH_META_ACC_CONFIGS="$WORK/acc-configs.txt"
+export BENCH_META_AUDIT_RECORDS="$AUDIT_RECORDS"
 "$PY" - "$WORK/meta.json" <<'EOF'
 import json, os, sys
 from pathlib import Path
 e = os.environ
 configs = Path(e["BENCH_META_GOV_CONFIGS"])
+acc_configs = Path(e["BENCH_META_ACC_CONFIGS"])
 json.dump({
+    "accounting_notes": e["BENCH_META_ACC_NOTES"], "audit_bench_records": int(e["BENCH_META_AUDIT_RECORDS"]),
+    "accounting_configs": acc_configs.read_text().splitlines() if acc_configs.exists() else [],
     "governance_notes": e["BENCH_META_GOV_NOTES"], "redis_version": e["BENCH_META_REDIS"],
     "postgres_version": e["BENCH_META_POSTGRES"],
     "governance_configs": configs.read_text().splitlines() if configs.exists() else [],
@@ -554,4 +687,7 @@ if has_section gateway; then
 fi
 if has_section governance; then
   "$PY" "$BENCH_PY" report-governance --meta "$WORK/meta.json" --results "$WORK" --docs "$DOCS"
+fi
+if has_section accounting; then
+  "$PY" "$BENCH_PY" report-accounting --meta "$WORK/meta.json" --results "$WORK" --docs "$DOCS"
 fi

@@ -158,6 +158,8 @@ async fn run(backends: Backends) {
         "only {} of {BUDGET_TOKENS} budget tokens were served before every request was refused",
         budget_ledger.tokens
     );
+    audit_is_one_chain(&config, &database, &rate_tenant, admitted).await;
+    audit_is_one_chain(&config, &database, &budget_tenant, spent.requests).await;
     let floor = BUDGET_TOKENS.saturating_sub(spent.reservation);
     assert!(
         budget_ledger.tokens > floor,
@@ -453,6 +455,31 @@ async fn ledger(database: &sqlx::PgPool, tenant: &str) -> Ledger {
 }
 
 // ------------------------------------------------------------------------------ processes
+
+/// Both replicas appended to one audit chain: it verifies, and it holds one successful request
+/// record of `tenant` per request the client was served.
+async fn audit_is_one_chain(
+    config: &std::path::Path,
+    database: &sqlx::PgPool,
+    tenant: &str,
+    served: u64,
+) {
+    let report: serde_json::Value =
+        serde_json::from_str(&cli(config, &["audit", "verify", "--json"])).unwrap();
+    assert_eq!(report["problems"], serde_json::json!([]), "{report}");
+    let (audited,): (i64,) = sqlx::query_as(
+        "SELECT COUNT(*) FROM audit_records WHERE kind = 'request' AND tenant_id = $1 AND status = 200",
+    )
+    .bind(tenant)
+    .fetch_one(database)
+    .await
+    .unwrap();
+    assert_eq!(
+        u64::try_from(audited).unwrap(),
+        served,
+        "the audit log of {tenant}"
+    );
+}
 
 /// Runs `landfall ARGS --config CONFIG` and returns its stdout, failing on a non-zero exit.
 fn cli(config: &std::path::Path, args: &[&str]) -> String {
