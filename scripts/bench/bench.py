@@ -15,6 +15,12 @@
       and the Redis limiter benchmark (limiter-*.json): the section
       "## Governance overhead (issue 3)".
 
+  bench.py report-accounting --meta META.json --results DIR --docs docs/benchmarks.md
+      The same for the configurations with and without metrics, audit log and access log
+      (acc-CONFIG-ROUND.json), the audit records counted after each landfall stopped
+      (acc-CONFIG.{metrics,stop.json,store.json,verify.json}) and the audit writer benchmark
+      (audit-bench.txt): the section "## Accounting overhead (issue 4)".
+
 Requests carry `Authorization: Bearer $BENCH_API_KEY` when it is set (`measure --api-key`
 sets it), and none otherwise.
 """
@@ -49,6 +55,7 @@ SCENARIOS = [
 
 SECTION = "## Gateway overhead (issue 2)"
 GOVERNANCE_SECTION = "## Governance overhead (issue 3)"
+ACCOUNTING_SECTION = "## Accounting overhead (issue 4)"
 # One small chat completion; max_tokens as in chat.lua.
 CHAT_BODY = {"model": "bench", "messages": [{"role": "user", "content": "hello"}], "max_tokens": 256}
 
@@ -759,6 +766,268 @@ def report_governance(args: argparse.Namespace) -> None:
     finish_report(out, meta.get("governance_notes"), Path(args.docs))
 
 
+# ---------------------------------------------------------------- report: accounting (issue 4)
+
+ACC_CONFIGS = [
+    ("bare", "bare"),
+    ("metrics", "metrics"),
+    ("audit", "metrics + audit (SQLite)"),
+    ("everything", "everything (SQLite)"),
+    ("postgres", "metrics + audit (PostgreSQL)"),
+]
+# The configurations whose audit log is checked for losses, and the store each writes to.
+ACC_AUDITED = {"audit": "sqlite", "everything": "sqlite", "postgres": "postgres"}
+AUDIT_WRITER_TARGET = 5000  # records/s
+
+
+def metric_sum(text: str, name: str, labels: str = "") -> float | None:
+    """Sum of the samples of ``name`` (OpenMetrics text) whose labels contain ``labels``;
+    None when the metric has no sample at all."""
+    total, seen = 0.0, False
+    for line in text.splitlines():
+        if not line.startswith(name) or line[len(name):len(name) + 1] not in ("{", " "):
+            continue
+        series, _, value = line.rpartition(" ")
+        if labels and labels not in series:
+            continue
+        total += float(value)
+        seen = True
+    return total if seen else None
+
+
+def parse_audit_bench(text: str) -> dict[str, dict]:
+    """The figures `audit_bench` prints, per store."""
+    stores: dict[str, dict] = {}
+    for line in text.splitlines():
+        m = re.match(r"(\w+): appended (\d+) records \((\d+) B of JSON each on average\) in batches of (\d+): "
+                     r"([\d.]+) s, (\d+) records/s, slowest batch ([\d.]+) ms", line)
+        if m:
+            stores.setdefault(m[1], {}).update(
+                records=int(m[2]), record_bytes=int(m[3]), batch=int(m[4]), append_s=float(m[5]),
+                append_per_s=int(m[6]), slowest_batch_ms=float(m[7]))
+            continue
+        m = re.match(r"(\w+): verified (\d+) records in ([\d.]+) s, (\d+) records/s; intact: (\w+); "
+                     r"head seq (\d+); nothing lost: (\w+)", line)
+        if m:
+            stores.setdefault(m[1], {}).update(
+                verified=int(m[2]), verify_s=float(m[3]), verify_per_s=int(m[4]), intact=m[5] == "true",
+                head_seq=int(m[6]), lost_nothing=m[7] == "true")
+    return stores
+
+
+def fmt_change(ratio: float) -> str:
+    """A ratio to bare as a signed percentage: 0.958 -> −4.2 %."""
+    change = (ratio - 1) * 100
+    return f"{'−' if change < 0 else '+'}{abs(change):.1f} %"
+
+
+def load_seconds(run: dict) -> float:
+    """How long requests were being sent in one `measure` run: warm-up, the four wrk runs and
+    the stream check."""
+    warmup = run.get("warmup", {})
+    seconds = warmup["requests"] / warmup["rps"] if warmup.get("rps") else 0.0
+    seconds += sum(s["duration_us"] / 1e6 for s in run["scenarios"].values())
+    return seconds + run.get("stream_check", {}).get("seconds", 0.0)
+
+
+def responses_received(runs: list[dict]) -> int:
+    """Responses the clients received: warm-up, wrk, the sanity request and the stream check."""
+    return sum(run.get("warmup", {}).get("requests", 0) + sum(s["requests"] for s in run["scenarios"].values())
+               + 1 + run.get("stream_check", {}).get("requests", 0) for run in runs)
+
+
+def read_json(path: Path) -> dict:
+    return json.loads(path.read_text()) if path.exists() else {}
+
+
+def report_accounting(args: argparse.Namespace) -> None:
+    meta = json.loads(Path(args.meta).read_text())
+    results = Path(args.results)
+    runs = {name: [json.loads(p.read_text()) for p in sorted(results.glob(f"acc-{name}-[0-9]*.json"))]
+            for name, _ in ACC_CONFIGS}
+    summary = {name: {key: gov_summary(runs[name], key) for key, *_ in SCENARIOS} for name, _ in ACC_CONFIGS}
+    rounds = max((len(v) for v in runs.values()), default=0)
+    labels = dict(ACC_CONFIGS)
+    bench_path = results / "audit-bench.txt"
+    writer = parse_audit_bench(bench_path.read_text()) if bench_path.exists() else {}
+
+    out: list[str] = [ACCOUNTING_SECTION, ""]
+    out.append(f"Measured {meta['date']} by `scripts/bench-gateway.sh` "
+               f"({rounds} rounds; in each round the {len(ACC_CONFIGS)} configurations below run one after another, "
+               f"each through the same four wrk scenarios of {meta['duration']}, after a warm-up; "
+               "figures are the median over rounds, with the range of req/s).")
+    out.append("")
+    out.append("**Machine.** " + f"{meta['nproc']} CPUs ({meta['cpu_model']}), {meta['mem']} RAM, {meta['kernel']}; "
+               "wrk, the gateway, the mock upstream and PostgreSQL share these cores. " + meta["pinning"])
+    out.append("")
+    out.append("**Versions.** " + f"landfall `{meta['landfall_rev']}` (release build); {meta['wrk_version']}; "
+               f"{meta.get('postgres_version') or 'PostgreSQL ?'}; mock upstream "
+               f"`landfall-mock-upstream --workers {meta['upstream_workers']}`.")
+    out.append("")
+    out.append("**Reproduce.** `BENCH_SECTIONS=accounting scripts/bench-gateway.sh` (env: "
+               "`BENCH_ACC_ROUNDS=3`, `BENCH_DURATION=10s`, `BENCH_WARMUP=3s`, "
+               "`BENCH_POSTGRES_URL=postgres://postgres@127.0.0.1:5432/test`, "
+               f"`BENCH_AUDIT_RECORDS={meta.get('audit_bench_records', 100000)}`; the default "
+               "`BENCH_SECTIONS=\"gateway governance accounting\"` also re-measures issues 2 and 3). Requests and wrk "
+               "settings are issue 2's (above), body "
+               f"`{json.dumps(CHAT_BODY, separators=(',', ':'))}`, no key. After the runs each landfall is "
+               "scraped (`GET /metrics`), stopped with SIGTERM and waited for; then its audit records are counted "
+               "in the store and `landfall audit verify --config CFG --json` checks the chain. The audit writer "
+               "figures come from `cargo run --release -p landfall-storage --example audit_bench -- "
+               f"--postgres URL --records {meta.get('audit_bench_records', 100000)}`.")
+    out.append("")
+    out.append("**Configurations** (all run at once, on the same mock upstream, idle while another is measured):")
+    out.append("")
+    for line in meta.get("accounting_configs", []):
+        out.append(f"- {line}")
+    out.append("")
+
+    for key, scenario, *_ in SCENARIOS:
+        bare = summary["bare"][key]
+        if not bare:
+            continue
+        out.append(f"**{scenario}:**")
+        out.append("")
+        out.append("| configuration | req/s (median, range) | vs bare | p50 | p99 | non-2xx | socket errors | landfall CPU per request |")
+        out.append("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
+        for name, label in ACC_CONFIGS:
+            s = summary[name][key]
+            if not s:
+                continue
+            change = "–" if name == "bare" else (fmt_change(s["rps"] / bare["rps"]) if bare["rps"] else "n/a")
+            out.append(f"| {label} | {fmt_rps(s['rps'])} ({fmt_rps(s['rps_min'])}–{fmt_rps(s['rps_max'])}) "
+                       f"| {change} | {fmt_us(s['p50_us'])} | {fmt_us(s['p99_us'])} | {s['err_status']} "
+                       f"| {s['errors_socket']} | {fmt_us(s['gateway_cpu_us'])} |")
+        out.append("")
+    out.append("\"vs bare\" is the change in median req/s against bare in the same scenario. \"Landfall CPU per "
+               "request\" is landfall's user+system CPU time during the scenario divided by the requests completed "
+               "(median over rounds); its difference to bare is what accounting costs per request in landfall itself.")
+    out.append("")
+
+    key = "nonstream_c50"
+    if summary["bare"][key]:
+        out.append("**CPU per request, non-stream at 50 connections** (median over rounds):")
+        out.append("")
+        out.append("| configuration | landfall | mock upstream + wrk + rest of the machine | PostgreSQL |")
+        out.append("| --- | ---: | ---: | ---: |")
+        for name, label in ACC_CONFIGS:
+            s = summary[name][key]
+            if not s:
+                continue
+            done = [run["scenarios"][key] for run in runs[name] if key in run["scenarios"]]
+            rest = median([(o["cpu_s"].get("upstream", 0) + o["cpu_s"].get("wrk", 0) + o["cpu_s"].get("other", 0))
+                           / o["requests"] * 1e6 for o in done if o["requests"]])
+            pg = fmt_us(s["postgres_cpu_us"]) if s["postgres_cpu_us"] is not None else "–"
+            out.append(f"| {label} | {fmt_us(s['gateway_cpu_us'])} | {fmt_us(rest)} | {pg} |")
+        out.append("")
+
+    # Nothing lost: the store against what landfall served.
+    lost: dict[str, bool | None] = {}
+    gateway_rates: dict[str, tuple[int, float, float, float | None]] = {}
+    rows = []
+    for name, store in ACC_AUDITED.items():
+        if not runs[name]:
+            continue
+        metrics_path = results / f"acc-{name}.metrics"
+        text = metrics_path.read_text() if metrics_path.exists() else ""
+        served = metric_sum(text, "landfall_requests_total")
+        written = metric_sum(text, "landfall_audit_records_total", 'outcome="written"') or 0
+        dropped = metric_sum(text, "landfall_audit_records_total", 'outcome="dropped"') or 0
+        failed = metric_sum(text, "landfall_audit_records_total", 'outcome="failed"') or 0
+        stop = read_json(results / f"acc-{name}.stop.json")
+        stored = read_json(results / f"acc-{name}.store.json")
+        verify = read_json(results / f"acc-{name}.verify.json")
+        audited = stored.get("audited")
+        intact = bool(verify) and not verify.get("problems") and not verify.get("problems_omitted")
+        ok = (served is not None and audited is not None and int(served) == audited and dropped == 0
+              and intact and stop.get("exit") == "0")
+        lost[name] = ok
+        seconds = sum(load_seconds(run) for run in runs[name])
+        peak = summary[name]["nonstream_c50"]["rps_max"] if summary[name]["nonstream_c50"] else None
+        if audited is not None:
+            gateway_rates[name] = (audited, seconds, audited / seconds if seconds else 0.0, peak)
+        problems = len(verify.get("problems", [])) + verify.get("problems_omitted", 0) if verify else "n/a"
+        verify_text = (f"{verify['records']:,} records, {problems} problems"
+                       f" ({stored.get('verify_seconds', 0):.1f} s)" if verify else
+                       f"no report (exit {stored.get('verify_exit', '?')})")
+        stop_text = (f"exit {stop.get('exit')} after {stop.get('seconds', 0):.2f} s" if stop else "n/a")
+        rows.append(f"| {labels[name]} | {responses_received(runs[name]):,} "
+                    f"| {int(served):,} | {audited:,} | {int(written):,} | {int(dropped)} | {int(failed)} "
+                    f"| {stop_text} | {verify_text} | {passfail(ok)} |"
+                    if served is not None and audited is not None else
+                    f"| {labels[name]} | {responses_received(runs[name]):,} | n/a | {audited} | – | – | – "
+                    f"| {stop_text} | {verify_text} | {passfail(False)} |")
+    if rows:
+        out.append("**Nothing lost.** Per configuration with the audit log on, after all rounds: the responses "
+                   "the clients received; the requests landfall served (the sum of `landfall_requests_total`, "
+                   "scraped just before the stop; it also counts requests cut off when wrk stops); the "
+                   "request records in the store after a graceful stop (`SELECT COUNT(*) FROM audit_records "
+                   "WHERE kind = 'request'`); `landfall_audit_records_total` by outcome at the scrape (records "
+                   "still queued then are written at the stop); and `landfall audit verify` on the store "
+                   "afterwards. PASS when every served request has its record, none was dropped, the chain is "
+                   "intact and landfall exited 0 on SIGTERM.")
+        out.append("")
+        out.append("| configuration | responses received | served | audit records | written | dropped | failed "
+                   "| SIGTERM | `audit verify` | result |")
+        out.append("| --- | ---: | ---: | ---: | ---: | ---: | ---: | --- | --- | --- |")
+        out.extend(rows)
+        out.append("")
+    if gateway_rates:
+        parts = [f"{labels[name]}: {records:,} records in {seconds:,.0f} s of load, {rate:,.0f} records/s on "
+                 f"average, up to {fmt_rps(peak)} requests/s (each one record) in the fastest 50-connection "
+                 "non-stream run" for name, (records, seconds, rate, peak) in gateway_rates.items()]
+        out.append("**Audit writer in the gateway.** Every request is one record, so the writer kept up with the "
+                   "request rate wherever nothing was dropped (the queue holds 65,536 records; a writer that fell "
+                   "behind would fill it within seconds at these rates). " + "; ".join(parts) + ".")
+        out.append("")
+
+    if writer:
+        out.append("**Audit writer alone** (`audit_bench`: realistic records of about "
+                   f"{next(iter(writer.values())).get('record_bytes', 0)} B of JSON appended in batches through the "
+                   "`AuditLog` trait, only the append calls timed; then the whole chain verified; PostgreSQL on "
+                   "the same 2 cores):")
+        out.append("")
+        out.append("| store | records | batch | append records/s | slowest batch | verify records/s | intact, nothing lost | ≥ 5,000 records/s |")
+        out.append("| --- | ---: | ---: | ---: | ---: | ---: | --- | --- |")
+        for store, w in writer.items():
+            out.append(f"| {'SQLite' if store == 'sqlite' else 'PostgreSQL' if store == 'postgres' else store} "
+                       f"| {w.get('records', 0):,} | {w.get('batch', 0):,} | {w.get('append_per_s', 0):,} "
+                       f"| {w.get('slowest_batch_ms', 0):.1f} ms | {w.get('verify_per_s', 0):,} "
+                       f"| {'yes' if w.get('intact') and w.get('lost_nothing') else 'no'} "
+                       f"| {passfail(w.get('append_per_s', 0) >= AUDIT_WRITER_TARGET)} |")
+        out.append("")
+
+    out.append("**Targets from issue 4:**")
+    out.append("")
+    out.append("| target | measured | result |")
+    out.append("| --- | --- | --- |")
+    for name in ("audit", "postgres", "metrics", "everything"):
+        parts, verdict = [], None
+        for key, scenario, *_ in SCENARIOS:
+            s, b = summary[name][key], summary["bare"][key]
+            if s and b and b["rps"]:
+                parts.append(f"{scenario}: {fmt_change(s['rps'] / b['rps'])}")
+                if key == "nonstream_c50":
+                    verdict = (1 - s["rps"] / b["rps"]) * 100 <= 10
+        out.append(f"| throughput cost ≤ 10 % vs bare, {labels[name]} (judged at non-stream, 50 conns) | "
+                   f"{'; '.join(parts) or 'n/a'} | {passfail(verdict)} |")
+    for store, label, names in (("sqlite", "SQLite", ("audit", "everything")), ("postgres", "PostgreSQL", ("postgres",))):
+        w = writer.get(store)
+        parts = [f"audit_bench: {w['append_per_s']:,} records/s appended" if w and "append_per_s" in w
+                 else "audit_bench: not measured"]
+        verdicts = [w.get("append_per_s", 0) >= AUDIT_WRITER_TARGET and w.get("lost_nothing", False)] if w else [False]
+        for name in names:
+            if name in lost:
+                records, _, rate, peak = gateway_rates.get(name, (0, 0.0, 0.0, None))
+                parts.append(f"{labels[name]}: {'nothing lost' if lost[name] else 'records missing or chain broken'}"
+                             f" at up to {fmt_rps(peak)} req/s")
+                verdicts.append(lost[name])
+        out.append(f"| audit writer ≥ 5,000 records/s on {label}, nothing lost | {'; '.join(parts)} "
+                   f"| {passfail(all(verdicts))} |")
+    out.append("")
+    finish_report(out, meta.get("accounting_notes"), Path(args.docs))
+
+
 # ---------------------------------------------------------------- main
 
 
@@ -784,7 +1053,7 @@ def main() -> None:
                    help="another process (with its children) whose CPU time is reported per scenario")
     m.add_argument("--expect-ratelimit-headers", action="store_true",
                    help="fail unless the sanity request's answer has x-ratelimit-* headers")
-    for name in ("report", "report-governance"):
+    for name in ("report", "report-governance", "report-accounting"):
         r = sub.add_parser(name)
         r.add_argument("--meta", required=True)
         r.add_argument("--results", required=True)
@@ -797,8 +1066,10 @@ def main() -> None:
         measure(args)
     elif args.command == "report":
         report(args)
-    else:
+    elif args.command == "report-governance":
         report_governance(args)
+    else:
+        report_accounting(args)
 
 
 if __name__ == "__main__":

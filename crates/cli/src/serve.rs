@@ -35,6 +35,9 @@ async fn serve(
 ) -> anyhow::Result<()> {
     let result = async {
         let state = AppState::start(&config).await.context("cannot start")?;
+        if tracer.is_some() {
+            state.continue_traces_with(std::sync::Arc::new(crate::telemetry::W3cTraceContext));
+        }
         let result = run_server(&config, state.clone()).await;
         state.shutdown().await;
         result

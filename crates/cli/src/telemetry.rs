@@ -98,6 +98,25 @@ fn traces_url(endpoint: &str) -> String {
 
 /// Keeps the span exporter running; [`shutdown`](Self::shutdown) sends what is still queued.
 #[derive(Debug)]
+/// Continues W3C trace context (`traceparent`, `tracestate`) from request headers, so a
+/// request's spans join the caller's trace.
+pub(crate) struct W3cTraceContext;
+
+impl landfall_server::TraceContext for W3cTraceContext {
+    fn continue_trace(&self, headers: &http::HeaderMap, span: &tracing::Span) {
+        use tracing_opentelemetry::OpenTelemetrySpanExt as _;
+        if !headers.contains_key("traceparent") {
+            return;
+        }
+        let parent = opentelemetry::global::get_text_map_propagator(|propagator| {
+            propagator.extract(&opentelemetry_http::HeaderExtractor(headers))
+        });
+        if let Err(error) = span.set_parent(parent) {
+            tracing::debug!(%error, "cannot continue the caller's trace");
+        }
+    }
+}
+
 pub(crate) struct TracerGuard {
     provider: SdkTracerProvider,
 }

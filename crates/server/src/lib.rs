@@ -28,7 +28,7 @@ use landfall_governance::Governance;
 use landfall_storage::AuditLog;
 
 pub use error::ApiError;
-pub use observe::REQUEST_ID_HEADER;
+pub use observe::{REQUEST_ID_HEADER, TraceContext};
 
 /// Response header naming the `provider/model` that served a request.
 pub const TARGET_HEADER: &str = "x-landfall-target";
@@ -53,6 +53,7 @@ struct Inner {
     metrics_access: Option<MetricsAccess>,
     max_body_bytes: usize,
     ready: AtomicBool,
+    trace_context: std::sync::OnceLock<Arc<dyn TraceContext>>,
 }
 
 /// Why the server's state could not be built.
@@ -88,6 +89,7 @@ impl AppState {
                 metrics_access,
                 max_body_bytes: config.server.max_body_bytes,
                 ready: AtomicBool::new(true),
+                trace_context: std::sync::OnceLock::new(),
             }),
         })
     }
@@ -106,6 +108,16 @@ impl AppState {
     pub async fn shutdown(&self) {
         self.inner.accounting.shutdown().await;
         self.inner.governance.shutdown().await;
+    }
+
+    /// Continues callers' traces with `context` (set once, before serving; later calls are
+    /// ignored).
+    pub fn continue_traces_with(&self, context: Arc<dyn TraceContext>) {
+        let _ = self.inner.trace_context.set(context);
+    }
+
+    pub(crate) fn trace_context(&self) -> Option<&Arc<dyn TraceContext>> {
+        self.inner.trace_context.get()
     }
 
     /// Marks the server as not ready (during shutdown), so load balancers stop sending.

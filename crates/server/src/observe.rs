@@ -15,6 +15,13 @@ use tracing::Instrument;
 
 use crate::AppState;
 
+/// Continues a trace the caller started: makes the `request` span a child of the context its
+/// headers carry (W3C `traceparent`, say). The binary plugs in its tracing backend here, so
+/// the server knows no tracing protocol.
+pub trait TraceContext: Send + Sync {
+    fn continue_trace(&self, headers: &HeaderMap, span: &tracing::Span);
+}
+
 /// Request header a client may set to name its request; echoed on every response.
 pub const REQUEST_ID_HEADER: HeaderName = HeaderName::from_static("x-request-id");
 
@@ -64,6 +71,9 @@ async fn follow(state: &AppState, kind: RecordKind, mut request: Request, next: 
         route,
         status = tracing::field::Empty,
     );
+    if let Some(context) = state.trace_context() {
+        context.continue_trace(request.headers(), &span);
+    }
     let log = state.accounting().begin(start);
     if kind == RecordKind::Admin {
         log.principal_admin();

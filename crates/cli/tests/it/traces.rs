@@ -31,6 +31,18 @@ async fn a_request_is_exported_as_one_trace_when_the_server_stops() {
         .await
         .unwrap();
     assert_eq!(response.status(), 200, "{}", landfall.log());
+    // A caller that is tracing itself: the request joins its trace.
+    let response = landfall
+        .chat()
+        .header("x-request-id", "trace-test-2")
+        .header(
+            "traceparent",
+            "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01",
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200, "{}", landfall.log());
     let status = landfall.stop().await;
     assert!(status.success(), "{status}\n{}", landfall.log());
 
@@ -51,7 +63,23 @@ async fn a_request_is_exported_as_one_trace_when_the_server_stops() {
             .find(|span| span.name == name)
             .unwrap_or_else(|| panic!("no `{name}` span among {names:?}"))
     };
-    let request = find("request");
+    let request_with_id = |id: &str| {
+        spans
+            .iter()
+            .find(|span| {
+                span.name == "request"
+                    && span.attributes.get("request_id").map(String::as_str) == Some(id)
+            })
+            .unwrap_or_else(|| panic!("no `request` span of {id} among {spans:#?}"))
+    };
+    let continued = request_with_id("trace-test-2");
+    assert_eq!(
+        continued.trace_id,
+        hex_bytes("0af7651916cd43dd8448eb211c80319c"),
+        "{continued:?}"
+    );
+    assert_eq!(continued.parent_span_id, hex_bytes("b7ad6b7169203331"));
+    let request = request_with_id("trace-test-1");
     assert!(
         request.parent_span_id.is_empty(),
         "`request` has a parent: {request:?}"
@@ -67,11 +95,14 @@ async fn a_request_is_exported_as_one_trace_when_the_server_stops() {
         "no `target` on {attempt:?}"
     );
     for name in ["auth", "admission", "upstream_attempt"] {
-        assert_eq!(
-            find(name).trace_id,
-            request.trace_id,
-            "`{name}` is not in the request's trace; spans: {spans:#?}"
-        );
+        for trace in [&request.trace_id, &continued.trace_id] {
+            assert!(
+                spans
+                    .iter()
+                    .any(|span| span.name == name && &span.trace_id == trace),
+                "`{name}` is not in each request's trace; spans: {spans:#?}"
+            );
+        }
     }
 }
 
@@ -106,6 +137,13 @@ async fn requests_are_served_promptly_when_the_collector_is_unreachable() {
         "stopping took {:?}",
         started.elapsed()
     );
+}
+
+fn hex_bytes(text: &str) -> Vec<u8> {
+    (0..text.len())
+        .step_by(2)
+        .map(|at| u8::from_str_radix(&text[at..at + 2], 16).unwrap())
+        .collect()
 }
 
 // ---------------------------------------------------------------------------- the collector
