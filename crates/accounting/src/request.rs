@@ -12,6 +12,10 @@ use serde_json::{Map, Value, json};
 use crate::Shared;
 use crate::metrics::Finished;
 
+/// nginx's status for a request whose client went away before the response: no response was
+/// sent, so no real status applies.
+const CLIENT_CLOSED_REQUEST: u16 = 499;
+
 /// What kind of action a record is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum RecordKind {
@@ -279,30 +283,33 @@ impl RequestLog {
     }
 
     fn finish(&self) {
-        let elapsed = self.inner.started.elapsed();
         let mut details = self.details();
+        self.inner.complete(&mut details);
+    }
+}
+
+impl Record {
+    /// Counts, logs and queues the record, once.
+    fn complete(&self, details: &mut Details) {
         if details.finished {
             return;
         }
         details.finished = true;
-        let record = &self.inner;
-        let shared = &record.shared;
-        let status = details.status.unwrap_or(500);
-        access_log(&record.start, &details, status, elapsed);
-        if record.start.kind == RecordKind::Request {
-            shared
+        let elapsed = self.started.elapsed();
+        let status = details.status.unwrap_or(CLIENT_CLOSED_REQUEST);
+        access_log(&self.start, details, status, elapsed);
+        if self.start.kind == RecordKind::Request {
+            self.shared
                 .metrics
-                .request_finished(&finished(&record.start, &details, status, elapsed));
+                .request_finished(&finished(&self.start, details, status, elapsed));
         }
-        if shared.audit.is_some() {
-            let entry = self.entry(&details, status, elapsed);
-            drop(details);
-            shared.enqueue(entry);
+        if self.shared.audit.is_some() {
+            self.shared.enqueue(self.entry(details, status, elapsed));
         }
     }
 
     fn entry(&self, details: &Details, status: u16, elapsed: Duration) -> AuditEntry {
-        let record = &self.inner;
+        let record = self;
         let start = &record.start;
         let millis = |duration: Duration| duration.as_secs_f64() * 1000.0;
         let overhead = overhead(details);
@@ -394,20 +401,15 @@ impl RequestLog {
 }
 
 impl Drop for Record {
-    /// A record never finished (the handler panicked, or the response was dropped before the
-    /// middleware saw it) still leaves the in-flight gauge.
+    /// A request the client abandoned before its response left (the handler's future was
+    /// dropped) is still counted, logged and audited, with status 499.
     fn drop(&mut self) {
-        let details = self
-            .details
-            .get_mut()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        if !details.finished && self.start.kind == RecordKind::Request {
-            let elapsed = self.started.elapsed();
-            let status = details.status.unwrap_or(500);
-            self.shared
-                .metrics
-                .request_finished(&finished(&self.start, details, status, elapsed));
-        }
+        let mut details = std::mem::take(
+            self.details
+                .get_mut()
+                .unwrap_or_else(std::sync::PoisonError::into_inner),
+        );
+        self.complete(&mut details);
     }
 }
 

@@ -227,6 +227,23 @@ async fn after_kill_9_under_load_the_chain_still_verifies() {
     let report = verify_json(&server.config);
     assert_eq!(report["problems"], serde_json::json!([]), "{report}");
     assert_eq!(report["records"].as_u64().unwrap(), records + 1);
+
+    // Retention removes the oldest records; what is left still verifies from the new anchor.
+    let pruned = Command::new(BIN)
+        .args(["audit", "prune", "--older-than-days", "0", "--config"])
+        .arg(&server.config)
+        .output()
+        .unwrap();
+    assert!(pruned.status.success(), "{pruned:?}");
+    assert!(
+        String::from_utf8_lossy(&pruned.stdout)
+            .starts_with(&format!("deleted {} audit records", records + 1)),
+        "{pruned:?}"
+    );
+    let report = verify_json(&server.config);
+    assert_eq!(report["problems"], serde_json::json!([]), "{report}");
+    assert_eq!(report["records"], 0);
+    assert_eq!(report["anchor_seq"].as_u64().unwrap(), records + 1);
 }
 
 /// Starts `landfall serve` again on the stopped server's configuration and database.

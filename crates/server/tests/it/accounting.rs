@@ -466,3 +466,59 @@ async fn audit_pages_filter_and_follow_the_cursor() {
     assert_eq!(errors[0]["request_id"], generated.as_str(), "{errors:?}");
     assert_eq!(errors[0]["record"]["error"], "model_not_found");
 }
+
+#[tokio::test]
+async fn kept_bodies_are_redacted_and_abandoned_requests_are_audited() {
+    let upstream = MockUpstream::start(Script::new().chat([
+        Reply::chat_text("write to li.wei@example.com"),
+        Reply::chat_text("late").delayed(3_000),
+    ]))
+    .await;
+    let config = format!(
+        "[auth]\nadmin_key = \"{ADMIN_KEY}\"\nallow_anonymous = true\n\
+         [audit]\nflush_interval_ms = 20\n[audit.bodies]\ntenants = [\"*\"]\nredact = [\"Project \\\\w+\"]\n{}\
+         [models.chat]\ntargets = [{{ provider = \"only\" }}]\n",
+        provider("only", &upstream.base_url(), ""),
+    );
+    let landfall = start(&config).await;
+    let response = landfall
+        .chat(json!({"model": "chat", "messages": [{"role": "user",
+            "content": "Project Falcon: card 4111111111111111, call 13800138000"}]}))
+        .await;
+    assert_eq!(response.status(), 200);
+
+    // The client gives up on the second request long before the upstream answers.
+    let abandoned = landfall
+        .client
+        .post(landfall.url("/v1/chat/completions"))
+        .header("x-request-id", "gave-up")
+        .timeout(Duration::from_millis(300))
+        .json(&json!({"model": "chat", "messages": [{"role": "user", "content": "slow"}]}))
+        .send()
+        .await;
+    assert!(abandoned.is_err());
+
+    let records = audit_records(&landfall, 2).await;
+    let kept = records[0]["record"].to_string();
+    for secret in [
+        "Falcon",
+        "4111111111111111",
+        "13800138000",
+        "li.wei@example.com",
+    ] {
+        assert!(!kept.contains(secret), "{secret} kept in {kept}");
+    }
+    assert!(kept.contains("[REDACTED]"), "{kept}");
+    assert_eq!(records[0]["record"]["request_body"]["model"], "chat");
+    assert!(
+        records[0]["record"]["response_body"]["text"]
+            .as_str()
+            .unwrap()
+            .contains("write to [REDACTED]")
+    );
+    let gave_up = &records[1];
+    assert_eq!(gave_up["request_id"], "gave-up");
+    assert_eq!(gave_up["status"], 499);
+    let text = metrics(&landfall).await;
+    assert_eq!(metric_sum(&text, "landfall_requests_in_flight", &[]), 0.0);
+}
