@@ -7,11 +7,11 @@
 # stalls (wrk errors plus a Python check that streams end in `data: [DONE]`). Prints a markdown
 # report and writes it into docs/benchmarks.md as "## Gateway overhead (issue 2)".
 #
-# "governance" (issue 3): the same four wrk scenarios, in rounds, against three landfalls on the
+# "governance" (issue 3): the same four wrk scenarios, in rounds, against four landfalls on the
 # same mock upstream: bare (anonymous requests, no limits), governed-embedded (an API key whose
 # tenant and key have generous rps/rpm/tpm/concurrency limits and budgets, priced target, cache
-# on but requests not cacheable; SQLite and in-process counters) and governed-redis (the same on
-# PostgreSQL and Redis). Then the Redis limiter alone (crates/kv/examples/limiter_bench.rs).
+# on but requests not cacheable; SQLite and in-process counters), governed-typical (the same
+# with 4 counters instead of 11) and governed-redis (the same on PostgreSQL and Redis). Then the Redis limiter alone (crates/kv/examples/limiter_bench.rs).
 # Writes "## Governance overhead (issue 3)".
 #
 # "accounting" (issue 4): the same four wrk scenarios, in rounds, against five anonymous landfalls

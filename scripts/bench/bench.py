@@ -662,8 +662,8 @@ def report_governance(args: argparse.Namespace) -> None:
     out.append("")
     out.append("**Reproduce.** `BENCH_SECTIONS=governance scripts/bench-gateway.sh` (env: "
                "`BENCH_GOV_ROUNDS=3`, `BENCH_DURATION=10s`, `BENCH_WARMUP=3s`, `BENCH_POSTGRES_URL=postgres://postgres@127.0.0.1:5432/test`, "
-               "`BENCH_REDIS_URL=redis://127.0.0.1:6379`; the default `BENCH_SECTIONS=\"gateway governance\"` also "
-               "re-measures issue 2's section). Requests and wrk settings are issue 2's (above), body "
+               "`BENCH_REDIS_URL=redis://127.0.0.1:6379`; the default `BENCH_SECTIONS=\"gateway governance accounting\"` also "
+               "re-measures issues 2 and 4). Requests and wrk settings are issue 2's (above), body "
                f"`{json.dumps(CHAT_BODY, separators=(',', ':'))}`, with `Authorization: Bearer <key>` for the governed "
                "configurations. The Redis limiter figures come from "
                "`cargo run --release -p landfall-kv --example limiter_bench -- --checks rate|governed --tasks 64 --seconds 5`.")
@@ -853,7 +853,7 @@ def report_accounting(args: argparse.Namespace) -> None:
 
     out: list[str] = [ACCOUNTING_SECTION, ""]
     out.append(f"Measured {meta['date']} by `scripts/bench-gateway.sh` "
-               f"({rounds} rounds; in each round the {len(ACC_CONFIGS)} configurations below run one after another, "
+               f"({rounds} round{'s' if rounds != 1 else ''}; in each round the {len(ACC_CONFIGS)} configurations below run one after another, "
                f"each through the same four wrk scenarios of {meta['duration']}, after a warm-up; "
                "figures are the median over rounds, with the range of req/s).")
     out.append("")
@@ -906,10 +906,11 @@ def report_accounting(args: argparse.Namespace) -> None:
 
     key = "nonstream_c50"
     if summary["bare"][key]:
-        out.append("**CPU per request, non-stream at 50 connections** (median over rounds):")
+        out.append("**CPU per request, non-stream at 50 connections** (median over rounds), and landfall's peak "
+                   "RSS (VmHWM after its last round, i.e. over all its runs):")
         out.append("")
-        out.append("| configuration | landfall | mock upstream + wrk + rest of the machine | PostgreSQL |")
-        out.append("| --- | ---: | ---: | ---: |")
+        out.append("| configuration | landfall | mock upstream + wrk + rest of the machine | PostgreSQL | landfall peak RSS |")
+        out.append("| --- | ---: | ---: | ---: | ---: |")
         for name, label in ACC_CONFIGS:
             s = summary[name][key]
             if not s:
@@ -918,7 +919,9 @@ def report_accounting(args: argparse.Namespace) -> None:
             rest = median([(o["cpu_s"].get("upstream", 0) + o["cpu_s"].get("wrk", 0) + o["cpu_s"].get("other", 0))
                            / o["requests"] * 1e6 for o in done if o["requests"]])
             pg = fmt_us(s["postgres_cpu_us"]) if s["postgres_cpu_us"] is not None else "–"
-            out.append(f"| {label} | {fmt_us(s['gateway_cpu_us'])} | {fmt_us(rest)} | {pg} |")
+            peak_kb = max((run.get("memory", {}).get("hwm_kb", 0) for run in runs[name]), default=0)
+            rss = f"{peak_kb / 1024:.1f} MiB" if peak_kb else "n/a"
+            out.append(f"| {label} | {fmt_us(s['gateway_cpu_us'])} | {fmt_us(rest)} | {pg} | {rss} |")
         out.append("")
 
     # Nothing lost: the store against what landfall served.
@@ -977,8 +980,8 @@ def report_accounting(args: argparse.Namespace) -> None:
                  f"average, up to {fmt_rps(peak)} requests/s (each one record) in the fastest 50-connection "
                  "non-stream run" for name, (records, seconds, rate, peak) in gateway_rates.items()]
         out.append("**Audit writer in the gateway.** Every request is one record, so the writer kept up with the "
-                   "request rate wherever nothing was dropped (the queue holds 65,536 records; a writer that fell "
-                   "behind would fill it within seconds at these rates). " + "; ".join(parts) + ".")
+                   "request rate wherever nothing was dropped (the queue holds 65,536 records: a writer that fell "
+                   "behind would fill it within seconds at these rates, and dropped records are counted). " + "; ".join(parts) + ".")
         out.append("")
 
     if writer:
