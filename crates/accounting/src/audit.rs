@@ -7,7 +7,7 @@ use std::sync::atomic::Ordering;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use landfall_config::AuditConfig;
-use landfall_storage::{AuditEntry, AuditLog};
+use landfall_storage::{AuditEntry, AuditLog, RecordJson};
 use serde_json::json;
 use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
@@ -149,6 +149,10 @@ impl Writer {
             return;
         }
         tracing::warn!(dropped, "audit queue was full: records were dropped");
+        let Ok(record) = RecordJson::of(&json!({ "event": "records_dropped", "count": dropped }))
+        else {
+            return;
+        };
         batch.insert(
             0,
             AuditEntry {
@@ -160,7 +164,7 @@ impl Writer {
                 route: "audit".to_owned(),
                 model: None,
                 status: 0,
-                record: json!({ "event": "records_dropped", "count": dropped }),
+                record,
             },
         );
     }

@@ -10,6 +10,7 @@
 mod audit;
 mod bodies;
 mod metrics;
+mod record;
 mod request;
 pub mod usage;
 

@@ -6,11 +6,12 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use landfall_gateway::Operation;
-use landfall_storage::AuditEntry;
-use serde_json::{Map, Value, json};
+use landfall_storage::{AuditEntry, RecordJson};
+use serde_json::{Value, json};
 
 use crate::Shared;
 use crate::metrics::Finished;
+use crate::record::{LatencyFields, RequestFields, ResponseBody, UsageFields};
 
 /// nginx's status for a request whose client went away before the response: no response was
 /// sent, so no real status applies.
@@ -304,99 +305,79 @@ impl Record {
                 .request_finished(&finished(&self.start, details, status, elapsed));
         }
         if self.shared.audit.is_some() {
-            self.shared.enqueue(self.entry(details, status, elapsed));
+            match self.entry(details, status, elapsed) {
+                Some(entry) => self.shared.enqueue(entry),
+                None => self.shared.metrics.audit_failed(1),
+            }
         }
     }
 
-    fn entry(&self, details: &Details, status: u16, elapsed: Duration) -> AuditEntry {
-        let record = self;
-        let start = &record.start;
+    /// The audit entry, or `None` (counted as a failed record) if it cannot be serialized.
+    fn entry(&self, details: &mut Details, status: u16, elapsed: Duration) -> Option<AuditEntry> {
+        let start = &self.start;
         let millis = |duration: Duration| duration.as_secs_f64() * 1000.0;
-        let overhead = overhead(details);
-        let mut fields = Map::new();
-        let mut put = |name: &str, value: Value| {
-            if !value.is_null() {
-                fields.insert(name.to_owned(), value);
+        let usage = &details.usage;
+        let response_body = details.response_body.as_deref().map(|body| {
+            let (text, cut) = self.shared.bodies.keep(body);
+            ResponseBody {
+                text,
+                truncated: cut || details.response_truncated,
+            }
+        });
+        let fields = RequestFields {
+            method: &start.method,
+            path: &start.path,
+            client_addr: start.client_addr.map(|addr| addr.to_string()),
+            user_agent: start.user_agent.as_deref(),
+            operation: details.operation.map(Operation::name),
+            target: details.target.as_deref(),
+            attempts: details.attempts,
+            error: details.failure.map(|failure| failure.code),
+            rejection: details.failure.and_then(|failure| failure.rejection),
+            stream: details.stream,
+            stream_outcome: details.stream_outcome,
+            cache: details.cache,
+            shed_max_tokens: details.shed_max_tokens,
+            usage: UsageFields {
+                input_tokens: usage.input_tokens,
+                cached_input_tokens: usage.cached_input_tokens,
+                output_tokens: usage.output_tokens,
+                cost_nanos: usage.cost_nanos,
+                currency: &self.shared.currency,
+                reported: usage.reported,
+            },
+            latency_ms: LatencyFields {
+                total: millis(elapsed),
+                upstream: details.upstream.map(millis),
+                overhead: overhead(details).map(millis),
+                time_to_first_token: details.first_output.map(millis),
+            },
+            rules: [],
+            request_body: details.request_body.as_ref(),
+            response_body,
+        };
+        let record = match RecordJson::of(&fields) {
+            Ok(record) => record,
+            Err(error) => {
+                tracing::error!(%error, request_id = %start.request_id, "cannot serialize an audit record");
+                return None;
             }
         };
-        put("request_id", json!(start.request_id));
-        put("time", json!(record.time_ms));
-        put("kind", json!(start.kind.name()));
-        put("method", json!(start.method));
-        put("route", json!(start.route));
-        put("path", json!(start.path));
-        put(
-            "client_addr",
-            json!(start.client_addr.map(|addr| addr.to_string())),
-        );
-        put("user_agent", json!(start.user_agent));
-        put("tenant_id", json!(details.tenant_id));
-        put("key_id", json!(details.key_id));
-        put("operation", json!(details.operation.map(Operation::name)));
-        put("model", json!(details.model));
-        put("target", json!(details.target));
-        put("attempts", json!(details.attempts));
-        put("status", json!(status));
-        put("error", json!(details.failure.map(|failure| failure.code)));
-        put(
-            "rejection",
-            json!(details.failure.and_then(|failure| failure.rejection)),
-        );
-        put("stream", json!(details.stream));
-        put("stream_outcome", json!(details.stream_outcome));
-        put("cache", json!(details.cache));
-        put("shed_max_tokens", json!(details.shed_max_tokens));
-        let usage = &details.usage;
-        put(
-            "usage",
-            json!({
-                "input_tokens": usage.input_tokens,
-                "cached_input_tokens": usage.cached_input_tokens,
-                "output_tokens": usage.output_tokens,
-                "cost_nanos": usage.cost_nanos,
-                "currency": record.shared.currency,
-                "reported": usage.reported,
-            }),
-        );
-        let mut latency = Map::new();
-        latency.insert("total".to_owned(), json!(millis(elapsed)));
-        if let Some(upstream) = details.upstream {
-            latency.insert("upstream".to_owned(), json!(millis(upstream)));
-        }
-        if let Some(overhead) = overhead {
-            latency.insert("overhead".to_owned(), json!(millis(overhead)));
-        }
-        if let Some(first) = details.first_output {
-            latency.insert("time_to_first_token".to_owned(), json!(millis(first)));
-        }
-        put("latency_ms", Value::Object(latency));
-        // Rule actions arrive with guardrails; the field is there so readers can rely on it.
-        put("rules", json!([]));
-        put(
-            "request_body",
-            details.request_body.clone().unwrap_or(Value::Null),
-        );
-        if let Some(body) = &details.response_body {
-            let (kept, _) = record.shared.bodies.keep(body);
-            put(
-                "response_body",
-                json!({ "text": kept, "truncated": details.response_truncated }),
-            );
-        }
-        AuditEntry {
-            time: record.time_ms,
+        // The record is finished: its strings move into the entry instead of being copied.
+        Some(AuditEntry {
+            time: self.time_ms,
             kind: start.kind.name().to_owned(),
             request_id: start.request_id.clone(),
-            tenant_id: details.tenant_id.clone(),
-            key_id: details.key_id.clone(),
+            tenant_id: details.tenant_id.take(),
+            key_id: details.key_id.take(),
             route: match start.kind {
                 RecordKind::Request => start.route.to_owned(),
                 RecordKind::Admin => format!("{} {}", start.method, start.route),
             },
-            model: details.model.clone(),
+            model: details.model.take(),
             status,
-            record: Value::Object(fields),
-        }
+            record,
+        })
     }
 }
 

@@ -7,8 +7,7 @@ use std::collections::BTreeMap;
 use landfall_storage::{
     AuditFilter, AuditLog, AuditOrder, AuditQuery, AuditRecord, StoreError, UnixMillis,
 };
-use serde::Serialize;
-use serde_json::Value;
+use serde::{Deserialize, Serialize};
 
 /// Records read per page while aggregating.
 const PAGE: u32 = 1_000;
@@ -154,21 +153,41 @@ fn add(
             Vec::new(),
         )
     });
-    let number = |path: &[&str]| -> Option<&Value> {
-        path.iter()
-            .try_fold(&entry.record, |value, name| value.get(name))
-    };
-    let count = |path: &[&str]| number(path).and_then(Value::as_u64).unwrap_or(0);
+    // Only the fields counted here are read from the record's text.
+    let fields: CountedFields = serde_json::from_str(entry.record.as_str()).unwrap_or_default();
     row.requests += 1;
     row.errors += u64::from(entry.status >= 400);
-    row.cache_hits += u64::from(number(&["cache"]).and_then(Value::as_str) == Some("hit"));
-    row.input_tokens += count(&["usage", "input_tokens"]);
-    row.cached_input_tokens += count(&["usage", "cached_input_tokens"]);
-    row.output_tokens += count(&["usage", "output_tokens"]);
-    row.cost_nanos += count(&["usage", "cost_nanos"]);
-    if let Some(total) = number(&["latency_ms", "total"]).and_then(Value::as_f64) {
+    row.cache_hits += u64::from(fields.cache.as_deref() == Some("hit"));
+    row.input_tokens += fields.usage.input_tokens;
+    row.cached_input_tokens += fields.usage.cached_input_tokens;
+    row.output_tokens += fields.usage.output_tokens;
+    row.cost_nanos += fields.usage.cost_nanos;
+    if let Some(total) = fields.latency_ms.total {
         latencies.push(total);
     }
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+struct CountedFields {
+    cache: Option<String>,
+    usage: CountedUsage,
+    latency_ms: CountedLatency,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+struct CountedUsage {
+    input_tokens: u64,
+    cached_input_tokens: u64,
+    output_tokens: u64,
+    cost_nanos: u64,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+struct CountedLatency {
+    total: Option<f64>,
 }
 
 /// Nearest-rank percentile; 0 for no values.
@@ -226,7 +245,7 @@ pub fn audit_csv_line(record: &AuditRecord) -> String {
         text(&entry.model),
         entry.status,
         hex(&record.hash),
-        csv_field(&entry.record.to_string()),
+        csv_field(entry.record.as_str()),
     )
 }
 

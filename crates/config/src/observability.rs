@@ -48,7 +48,7 @@ pub struct AuditConfig {
     /// Record every API request and admin action.
     pub enabled: bool,
     /// Records waiting to be written. When full, records are dropped, counted in
-    /// `landfall_audit_records_dropped_total`, and the gap is itself written to the log.
+    /// `landfall_audit_records_total{outcome="dropped"}`, and the gap is itself written to the log.
     pub queue_capacity: usize,
     /// Most records written in one transaction.
     pub batch_size: usize,

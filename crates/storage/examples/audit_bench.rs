@@ -13,7 +13,9 @@
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
-use landfall_storage::{AuditEntry, AuditLog, PostgresStore, SqliteStore, verify_audit};
+use landfall_storage::{
+    AuditEntry, AuditLog, PostgresStore, RecordJson, SqliteStore, verify_audit,
+};
 use serde_json::json;
 
 /// 2024-01-01T00:00:00Z.
@@ -86,7 +88,7 @@ fn entry(n: u64) -> AuditEntry {
         route: "/v1/chat/completions".to_owned(),
         model: Some(model.to_owned()),
         status,
-        record,
+        record: RecordJson::of(&record).unwrap_or_else(|_| unreachable!("a JSON object")),
     }
 }
 
@@ -105,7 +107,7 @@ async fn run(name: &str, log: &dyn AuditLog, options: &Options) -> anyhow::Resul
         let batch: Vec<AuditEntry> = (next..=last).map(entry).collect();
         record_bytes += batch
             .iter()
-            .map(|entry| entry.record.to_string().len())
+            .map(|entry| entry.record.as_str().len())
             .sum::<usize>();
         let started = Instant::now();
         log.append_audit(&batch).await?;

@@ -19,7 +19,7 @@ use async_trait::async_trait;
 
 pub use audit::{
     AuditEntry, AuditFilter, AuditLog, AuditOrder, AuditQuery, AuditRecord, ChainState, Problem,
-    RawAuditRow, StatusFilter, VerifyReport, verify_audit,
+    RawAuditRow, RecordJson, StatusFilter, VerifyReport, verify_audit,
 };
 pub use error::StoreError;
 pub use model::{

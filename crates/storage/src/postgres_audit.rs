@@ -42,7 +42,7 @@ struct Columns<'a> {
     route: Vec<&'a str>,
     model: Vec<Option<&'a str>>,
     status: Vec<i32>,
-    record: Vec<String>,
+    record: Vec<&'a str>,
     hash: Vec<Vec<u8>>,
 }
 

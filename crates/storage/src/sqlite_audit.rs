@@ -18,7 +18,7 @@ use crate::model::UnixMillis;
 use crate::sqlite::SqliteStore;
 
 /// Rows per `INSERT`: 11 parameters each stays far below SQLite's 32,766.
-const INSERT_ROWS: usize = 500;
+const INSERT_ROWS: usize = 256;
 
 const SELECT_CHAIN: &str =
     "SELECT head_seq, head_hash, anchor_seq, anchor_hash FROM audit_chain WHERE id = 1";
@@ -43,19 +43,20 @@ impl AuditLog for SqliteStore {
             .await
             .map_err(db_error)?;
         let (rows, after) = batch.link(&state.decode()?)?;
-        let mut rows = rows.into_iter().peekable();
-        while rows.peek().is_some() {
+        let mut remaining = rows.len();
+        let mut rows = rows.into_iter();
+        while remaining > 0 {
+            // Chunks of a power of two rows: at most nine statement shapes, each prepared once
+            // and kept, however the batches are sized.
+            let chunk = largest_power_of_two_at_most(remaining.min(INSERT_ROWS));
+            remaining -= chunk;
             let mut builder = QueryBuilder::<Sqlite>::new(INSERT_AUDIT);
-            let mut count = 0;
-            builder.push_values(rows.by_ref().take(INSERT_ROWS), |mut values, row| {
-                count += 1;
+            builder.push_values(rows.by_ref().take(chunk), |mut values, row| {
                 bind_row(&mut values, row);
             });
-            // Full chunks are always the same statement, worth keeping prepared; the last one
-            // of a batch has any length.
             builder
                 .build()
-                .persistent(count == INSERT_ROWS)
+                .persistent(true)
                 .execute(&mut *tx)
                 .await
                 .map_err(db_error)?;
@@ -172,4 +173,32 @@ fn bind_row(
         .push_bind(i64::from(entry.status))
         .push_bind(row.record)
         .push_bind(row.hash.to_vec());
+}
+
+fn largest_power_of_two_at_most(count: usize) -> usize {
+    if count == 0 {
+        return 0;
+    }
+    1 << (usize::BITS - 1 - count.leading_zeros())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::largest_power_of_two_at_most;
+
+    #[test]
+    fn chunks_are_powers_of_two() {
+        let cases = [
+            (0, 0),
+            (1, 1),
+            (2, 2),
+            (3, 2),
+            (255, 128),
+            (256, 256),
+            (1000, 512),
+        ];
+        for (count, chunk) in cases {
+            assert_eq!(largest_power_of_two_at_most(count), chunk, "{count}");
+        }
+    }
 }

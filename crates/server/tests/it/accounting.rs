@@ -220,7 +220,7 @@ async fn token_counters_equal_the_upstreams_usage_after_streams_retries_and_fall
         .unwrap();
     assert_eq!(retried["record"]["attempts"], 2);
     assert_eq!(retried["record"]["target"], "primary/a");
-    assert_eq!(retried["record"]["tenant_id"], "anonymous");
+    assert_eq!(retried["tenant_id"], "anonymous");
 }
 
 /// Names of the metrics the dashboard's queries use.

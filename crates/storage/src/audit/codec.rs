@@ -4,7 +4,7 @@
 use sqlx::{Database, Encode, QueryBuilder, Type};
 
 use super::chain::{Fields, Hash, link_hash, to_hash};
-use super::{AuditEntry, AuditOrder, AuditQuery, AuditRecord, ChainState, RawAuditRow};
+use super::{AuditEntry, AuditOrder, AuditQuery, AuditRecord, ChainState, RawAuditRow, RecordJson};
 use crate::error::StoreError;
 
 /// Page size when the query says 0.
@@ -130,7 +130,7 @@ impl RawAuditRow {
             .map_err(|_| corrupt(format!("status {} is not an HTTP status", self.status)))?;
         let hash = to_hash(&self.hash)
             .ok_or_else(|| corrupt(format!("hash has {} bytes", self.hash.len())))?;
-        let record: serde_json::Value = serde_json::from_str(&self.record)
+        let record = RecordJson::from_text(self.record)
             .map_err(|err| corrupt(format!("column `record`: {err}")))?;
         if !record.is_object() {
             return Err(corrupt("column `record` is not a JSON object".to_owned()));
@@ -158,7 +158,7 @@ impl RawAuditRow {
 pub(crate) struct NewRow<'a> {
     pub seq: i64,
     pub entry: &'a AuditEntry,
-    pub record: String,
+    pub record: &'a str,
     pub hash: Hash,
 }
 
@@ -167,7 +167,7 @@ pub(crate) struct NewRow<'a> {
 #[derive(Debug)]
 pub(crate) struct EncodedBatch<'a> {
     entries: &'a [AuditEntry],
-    records: Vec<String>,
+    records: Vec<&'a str>,
 }
 
 impl<'a> EncodedBatch<'a> {
@@ -185,12 +185,7 @@ impl<'a> EncodedBatch<'a> {
                         entry.request_id
                     )));
                 }
-                serde_json::to_string(&entry.record).map_err(|err| {
-                    StoreError::Database(format!(
-                        "cannot encode audit entry `{}`: {err}",
-                        entry.request_id
-                    ))
-                })
+                Ok(entry.record.as_str())
             })
             .collect::<Result<_, _>>()?;
         Ok(Self { entries, records })
@@ -210,7 +205,7 @@ impl<'a> EncodedBatch<'a> {
                 .checked_add(1)
                 .filter(|next| i64::try_from(*next).is_ok())
                 .ok_or_else(|| StoreError::Database("audit log seq overflow".to_owned()))?;
-            hash = link_hash(&hash, &entry_fields(seq, entry, &record));
+            hash = link_hash(&hash, &entry_fields(seq, entry, record));
             rows.push(NewRow {
                 seq: i64::try_from(seq).unwrap_or(i64::MAX),
                 entry,
@@ -393,7 +388,7 @@ mod tests {
             route: "/v1/chat/completions".into(),
             model: Some("chat".into()),
             status: 200,
-            record,
+            record: RecordJson::of(&record).unwrap(),
         }
     }
 

@@ -38,10 +38,75 @@ pub struct AuditEntry {
     pub model: Option<String>,
     /// The HTTP status answered.
     pub status: u16,
-    /// The full record, a JSON object (latencies, tokens, cost, client address, user agent,
-    /// bodies …). The fields above are copies of some of its fields, kept as columns for
-    /// filtering.
-    pub record: serde_json::Value,
+    /// The rest of the record, a JSON object (latencies, tokens, cost, client address, user
+    /// agent, bodies …), kept as the text it was written as.
+    pub record: RecordJson,
+}
+
+/// A record's JSON object as text, stored (and hashed) exactly as written: appending never
+/// re-serializes it, and reading it back never builds a tree unless asked to.
+#[derive(Clone)]
+pub struct RecordJson(Box<serde_json::value::RawValue>);
+
+impl RecordJson {
+    /// `value` serialized.
+    ///
+    /// # Errors
+    /// When `value` cannot be serialized as JSON (a map with non-string keys, say).
+    pub fn of(value: &impl Serialize) -> Result<Self, serde_json::Error> {
+        serde_json::value::to_raw_value(value).map(Self)
+    }
+
+    /// Checks that `text` is JSON.
+    ///
+    /// # Errors
+    /// When it is not.
+    pub fn from_text(text: String) -> Result<Self, serde_json::Error> {
+        serde_json::value::RawValue::from_string(text).map(Self)
+    }
+
+    #[must_use]
+    pub fn as_str(&self) -> &str {
+        self.0.get()
+    }
+
+    /// Whether the text is a JSON object (the only kind of record the log accepts).
+    #[must_use]
+    pub fn is_object(&self) -> bool {
+        self.as_str().starts_with('{')
+    }
+
+    /// The record parsed into a tree.
+    ///
+    /// # Errors
+    /// Never for text that came from [`RecordJson::of`] or [`RecordJson::from_text`].
+    pub fn to_value(&self) -> Result<serde_json::Value, serde_json::Error> {
+        serde_json::from_str(self.as_str())
+    }
+}
+
+impl PartialEq for RecordJson {
+    fn eq(&self, other: &Self) -> bool {
+        self.as_str() == other.as_str()
+    }
+}
+
+impl std::fmt::Debug for RecordJson {
+    fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        formatter.write_str(self.as_str())
+    }
+}
+
+impl Serialize for RecordJson {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        self.0.serialize(serializer)
+    }
+}
+
+impl<'de> Deserialize<'de> for RecordJson {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        Box::<serde_json::value::RawValue>::deserialize(deserializer).map(Self)
+    }
 }
 
 /// A stored entry and its place in the chain.
@@ -237,7 +302,7 @@ mod tests {
                 route: "POST /admin/v1/keys".into(),
                 model: None,
                 status: 201,
-                record: serde_json::json!({"actor": "root"}),
+                record: RecordJson::of(&serde_json::json!({"actor": "root"})).unwrap(),
             },
             hash: [0xab; 32],
         };

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use landfall_storage::{
     AuditEntry, AuditFilter, AuditLog, AuditOrder, AuditQuery, AuditRecord, ChainState, Problem,
-    StatusFilter, Store, StoreError, VerifyReport, verify_audit,
+    RecordJson, StatusFilter, Store, StoreError, VerifyReport, verify_audit,
 };
 use serde_json::json;
 
@@ -44,14 +44,15 @@ fn entry(n: u64) -> AuditEntry {
         },
         model: (kind == "request").then(|| ["chat", "embed"][(n % 2) as usize].to_owned()),
         status: [200, 201, 404, 429, 500, 503][(n % 6) as usize],
-        record: json!({
+        record: RecordJson::of(&json!({
             "n": n,
             "latency_ms": n * 3,
             "tokens": {"input": n * 10, "output": n},
             "cost_nanos": n * 1_000,
             "client": {"address": "10.0.0.7", "user_agent": "curl/8 — ü"},
             "body": "x".repeat((n % 7) as usize),
-        }),
+        }))
+        .unwrap(),
     }
 }
 
@@ -162,7 +163,7 @@ pub async fn audit_append_numbers_and_chains(store: Arc<dyn Store>, _db: Arc<dyn
 pub async fn audit_append_refuses_non_objects_whole(store: Arc<dyn Store>, _db: Arc<dyn Backdoor>) {
     let state = store.append_audit(&entries(1..=2)).await.unwrap();
     let mut batch = entries(3..=5);
-    batch[1].record = json!(["not", "an", "object"]);
+    batch[1].record = RecordJson::of(&json!(["not", "an", "object"])).unwrap();
     let err = store.append_audit(&batch).await.unwrap_err();
     assert!(matches!(err, StoreError::Database(_)), "{err:?}");
     assert!(err.to_string().contains("req_000004"), "{err}");
@@ -516,7 +517,10 @@ pub async fn audit_altered_records_are_found(store: Arc<dyn Store>, db: Arc<dyn 
     );
     // The altered records still read: only verification can tell.
     let stored = all(&*store).await;
-    assert_eq!(stored[2].entry.record, json!({"n": 999}));
+    assert_eq!(
+        stored[2].entry.record.to_value().unwrap(),
+        json!({"n": 999})
+    );
 }
 
 pub async fn audit_deleted_middle_records_are_missing(
@@ -635,7 +639,11 @@ pub async fn audit_concurrent_appenders_form_one_chain(
     assert_eq!(seqs(&records), (1..=total).collect::<Vec<_>>());
     let numbers: Vec<u64> = records
         .iter()
-        .map(|record| record.entry.record["n"].as_u64().unwrap())
+        .map(|record| {
+            record.entry.record.to_value().unwrap()["n"]
+                .as_u64()
+                .unwrap()
+        })
         .collect();
     assert_eq!(
         numbers.iter().copied().collect::<BTreeSet<_>>().len() as u64,

@@ -1,0 +1,67 @@
+//! The audit record of a request as written: everything the entry's columns (time, kind,
+//! request id, tenant, key, route, model, status) do not already hold. Serialized straight from
+//! these borrowed structs into the stored text, with no intermediate JSON tree.
+
+use serde::Serialize;
+use serde_json::Value;
+
+#[derive(Serialize)]
+pub(crate) struct RequestFields<'a> {
+    pub method: &'a str,
+    pub path: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub client_addr: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub user_agent: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub operation: Option<&'static str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub target: Option<&'a str>,
+    pub attempts: u32,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<&'static str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub rejection: Option<&'static str>,
+    pub stream: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub stream_outcome: Option<&'static str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cache: Option<&'static str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub shed_max_tokens: Option<u64>,
+    pub usage: UsageFields<'a>,
+    pub latency_ms: LatencyFields,
+    /// Rule actions arrive with guardrails; the field is there so readers can rely on it.
+    pub rules: [(); 0],
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub request_body: Option<&'a Value>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub response_body: Option<ResponseBody>,
+}
+
+#[derive(Serialize)]
+pub(crate) struct UsageFields<'a> {
+    pub input_tokens: u64,
+    pub cached_input_tokens: u64,
+    pub output_tokens: u64,
+    pub cost_nanos: u64,
+    pub currency: &'a str,
+    pub reported: bool,
+}
+
+#[derive(Serialize)]
+pub(crate) struct LatencyFields {
+    pub total: f64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub upstream: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub overhead: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub time_to_first_token: Option<f64>,
+}
+
+#[derive(Serialize)]
+pub(crate) struct ResponseBody {
+    pub text: String,
+    pub truncated: bool,
+}
