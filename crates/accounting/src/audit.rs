@@ -98,8 +98,10 @@ impl Writer {
         mut stopped: watch::Receiver<bool>,
     ) {
         let mut stopping = false;
+        // One buffer for every batch: a fresh one would be a large allocation per batch.
+        let mut batch = Vec::with_capacity(self.batch_size + 1);
         loop {
-            let mut batch = Vec::with_capacity(self.batch_size);
+            batch.clear();
             tokio::select! {
                 received = receiver.recv_many(&mut batch, self.batch_size) => {
                     if received == 0 {

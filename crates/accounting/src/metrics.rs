@@ -436,40 +436,43 @@ impl Metrics {
     }
 
     fn count_tokens(&self, operation: &'static str, finished: &Finished<'_>) {
+        // One label set per family, its type changed between lookups: no copies of the names.
+        let mut usage_labels = TokenUsageLabels {
+            gen_ai_operation_name: operation,
+            gen_ai_request_model: finished.model.to_owned(),
+            gen_ai_token_type: "input",
+        };
         for (token_type, count) in [
             ("input", finished.input_tokens),
             ("output", finished.output_tokens),
         ] {
+            usage_labels.gen_ai_token_type = token_type;
             self.token_usage
-                .get_or_create(&TokenUsageLabels {
-                    gen_ai_operation_name: operation,
-                    gen_ai_request_model: finished.model.to_owned(),
-                    gen_ai_token_type: token_type,
-                })
+                .get_or_create(&usage_labels)
                 .observe(count as f64);
         }
         let key = if self.per_key { finished.key } else { "" };
+        let mut token_labels = TokenLabels {
+            tenant: finished.tenant.to_owned(),
+            key: key.to_owned(),
+            model: usage_labels.gen_ai_request_model,
+            target: finished.target.to_owned(),
+            r#type: "input",
+        };
         for (token_type, count) in [
             ("input", finished.input_tokens),
             ("cached_input", finished.cached_input_tokens),
             ("output", finished.output_tokens),
         ] {
-            self.tokens
-                .get_or_create(&TokenLabels {
-                    tenant: finished.tenant.to_owned(),
-                    key: key.to_owned(),
-                    model: finished.model.to_owned(),
-                    target: finished.target.to_owned(),
-                    r#type: token_type,
-                })
-                .inc_by(count);
+            token_labels.r#type = token_type;
+            self.tokens.get_or_create(&token_labels).inc_by(count);
         }
         self.cost
             .get_or_create(&CostLabels {
-                tenant: finished.tenant.to_owned(),
-                key: key.to_owned(),
-                model: finished.model.to_owned(),
-                target: finished.target.to_owned(),
+                tenant: token_labels.tenant,
+                key: token_labels.key,
+                model: token_labels.model,
+                target: token_labels.target,
                 currency: self.currency.clone(),
             })
             .inc_by(finished.cost_nanos);

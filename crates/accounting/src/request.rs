@@ -315,7 +315,7 @@ impl Record {
     /// The audit entry, or `None` (counted as a failed record) if it cannot be serialized.
     fn entry(&self, details: &mut Details, status: u16, elapsed: Duration) -> Option<AuditEntry> {
         let start = &self.start;
-        let millis = |duration: Duration| duration.as_secs_f64() * 1000.0;
+        let micros = |duration: Duration| u64::try_from(duration.as_micros()).unwrap_or(u64::MAX);
         let usage = &details.usage;
         let response_body = details.response_body.as_deref().map(|body| {
             let (text, cut) = self.shared.bodies.keep(body);
@@ -327,7 +327,7 @@ impl Record {
         let fields = RequestFields {
             method: &start.method,
             path: &start.path,
-            client_addr: start.client_addr.map(|addr| addr.to_string()),
+            client_addr: start.client_addr,
             user_agent: start.user_agent.as_deref(),
             operation: details.operation.map(Operation::name),
             target: details.target.as_deref(),
@@ -346,11 +346,11 @@ impl Record {
                 currency: &self.shared.currency,
                 reported: usage.reported,
             },
-            latency_ms: LatencyFields {
-                total: millis(elapsed),
-                upstream: details.upstream.map(millis),
-                overhead: overhead(details).map(millis),
-                time_to_first_token: details.first_output.map(millis),
+            latency_us: LatencyFields {
+                total: micros(elapsed),
+                upstream: details.upstream.map(micros),
+                overhead: overhead(details).map(micros),
+                time_to_first_token: details.first_output.map(micros),
             },
             rules: [],
             request_body: details.request_body.as_ref(),

@@ -162,8 +162,8 @@ fn add(
     row.cached_input_tokens += fields.usage.cached_input_tokens;
     row.output_tokens += fields.usage.output_tokens;
     row.cost_nanos += fields.usage.cost_nanos;
-    if let Some(total) = fields.latency_ms.total {
-        latencies.push(total);
+    if let Some(total) = fields.latency_us.total {
+        latencies.push(total as f64 / 1000.0);
     }
 }
 
@@ -172,7 +172,7 @@ fn add(
 struct CountedFields {
     cache: Option<String>,
     usage: CountedUsage,
-    latency_ms: CountedLatency,
+    latency_us: CountedLatency,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -187,7 +187,7 @@ struct CountedUsage {
 #[derive(Debug, Default, Deserialize)]
 #[serde(default)]
 struct CountedLatency {
-    total: Option<f64>,
+    total: Option<u64>,
 }
 
 /// Nearest-rank percentile; 0 for no values.
