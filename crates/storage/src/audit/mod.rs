@@ -46,7 +46,10 @@ pub struct AuditEntry {
 /// A record's JSON object as text, stored (and hashed) exactly as written: appending never
 /// re-serializes it, and reading it back never builds a tree unless asked to.
 #[derive(Clone)]
-pub struct RecordJson(Box<serde_json::value::RawValue>);
+pub struct RecordJson(String);
+
+/// Room for a typical record, so serializing it does not grow the buffer.
+const RECORD_CAPACITY: usize = 768;
 
 impl RecordJson {
     /// `value` serialized.
@@ -54,7 +57,12 @@ impl RecordJson {
     /// # Errors
     /// When `value` cannot be serialized as JSON (a map with non-string keys, say).
     pub fn of(value: &impl Serialize) -> Result<Self, serde_json::Error> {
-        serde_json::value::to_raw_value(value).map(Self)
+        let mut text = Vec::with_capacity(RECORD_CAPACITY);
+        serde_json::to_writer(&mut text, value)?;
+        // serde_json writes UTF-8 only.
+        String::from_utf8(text)
+            .map(Self)
+            .map_err(|error| serde::ser::Error::custom(error))
     }
 
     /// Checks that `text` is JSON.
@@ -62,18 +70,19 @@ impl RecordJson {
     /// # Errors
     /// When it is not.
     pub fn from_text(text: String) -> Result<Self, serde_json::Error> {
-        serde_json::value::RawValue::from_string(text).map(Self)
+        serde_json::from_str::<serde::de::IgnoredAny>(&text)?;
+        Ok(Self(text))
     }
 
     #[must_use]
     pub fn as_str(&self) -> &str {
-        self.0.get()
+        &self.0
     }
 
     /// Whether the text is a JSON object (the only kind of record the log accepts).
     #[must_use]
     pub fn is_object(&self) -> bool {
-        self.as_str().starts_with('{')
+        self.0.starts_with('{')
     }
 
     /// The record parsed into a tree.
@@ -81,7 +90,7 @@ impl RecordJson {
     /// # Errors
     /// Never for text that came from [`RecordJson::of`] or [`RecordJson::from_text`].
     pub fn to_value(&self) -> Result<serde_json::Value, serde_json::Error> {
-        serde_json::from_str(self.as_str())
+        serde_json::from_str(&self.0)
     }
 }
 
@@ -97,15 +106,19 @@ impl std::fmt::Debug for RecordJson {
     }
 }
 
+/// Written as the JSON it holds (checked again on the way out: reads are rare, writes are not).
 impl Serialize for RecordJson {
     fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        self.0.serialize(serializer)
+        let raw: &serde_json::value::RawValue =
+            serde_json::from_str(&self.0).map_err(serde::ser::Error::custom)?;
+        raw.serialize(serializer)
     }
 }
 
 impl<'de> Deserialize<'de> for RecordJson {
     fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        Box::<serde_json::value::RawValue>::deserialize(deserializer).map(Self)
+        Box::<serde_json::value::RawValue>::deserialize(deserializer)
+            .map(|raw| Self(String::from(Box::<str>::from(raw))))
     }
 }
 
