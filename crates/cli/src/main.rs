@@ -11,6 +11,7 @@ use std::process::ExitCode;
 
 use anyhow::Context as _;
 use clap::{Parser, Subcommand, ValueEnum};
+use tracing_subscriber::fmt::writer::BoxMakeWriter;
 use tracing_subscriber::layer::{Layered, SubscriberExt as _};
 use tracing_subscriber::util::SubscriberInitExt as _;
 use tracing_subscriber::{Layer, Registry};
@@ -99,7 +100,7 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     // `serve` sets logging up once it has read its configuration, which says where traces go.
     if !matches!(cli.command, Command::Serve { .. })
-        && let Err(error) = init_logging(cli.log_format, None)
+        && let Err(error) = init_logging(cli.log_format, None, false)
     {
         return report(Err(error));
     }
@@ -164,8 +165,13 @@ fn check_config(file: &std::path::Path) -> ExitCode {
 /// What [`init_logging`]'s optional trace layer sits on: the log output over the registry.
 pub(crate) type LogSubscriber = Layered<Box<dyn Layer<Registry> + Send + Sync>, Registry>;
 
+/// Keeps the background log writer of `serve` running; dropping it writes what is buffered.
+pub(crate) type LogGuard = Option<tracing_appender::non_blocking::WorkerGuard>;
+
 /// Logs to stderr, filtered by `LANDFALL_LOG` (or `RUST_LOG`, default `info`), and hands spans
-/// to `traces` too when given (it filters them itself).
+/// to `traces` too when given (it filters them itself). With `buffered` (the server, which logs
+/// a line per request), lines are written by a background thread instead of a write per line
+/// on the request path; when its buffer is full, logging waits rather than dropping lines.
 ///
 /// # Errors
 ///
@@ -173,15 +179,24 @@ pub(crate) type LogSubscriber = Layered<Box<dyn Layer<Registry> + Send + Sync>, 
 pub(crate) fn init_logging(
     format: LogFormat,
     traces: Option<telemetry::TraceLayer<LogSubscriber>>,
-) -> anyhow::Result<()> {
+    buffered: bool,
+) -> anyhow::Result<LogGuard> {
     let filter = std::env::var("LANDFALL_LOG")
         .or_else(|_| std::env::var("RUST_LOG"))
         .unwrap_or_else(|_| "info".to_owned());
     let filter = tracing_subscriber::EnvFilter::try_new(&filter)
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let (writer, guard) = if buffered {
+        let (writer, guard) = tracing_appender::non_blocking::NonBlockingBuilder::default()
+            .lossy(false)
+            .finish(std::io::stderr());
+        (BoxMakeWriter::new(writer), Some(guard))
+    } else {
+        (BoxMakeWriter::new(std::io::stderr), None)
+    };
     let output = tracing_subscriber::fmt::layer()
         .with_ansi(std::io::stderr().is_terminal())
-        .with_writer(std::io::stderr);
+        .with_writer(writer);
     let output = match format {
         LogFormat::Text => output.with_filter(filter).boxed(),
         LogFormat::Json => output.json().with_filter(filter).boxed(),
@@ -190,5 +205,6 @@ pub(crate) fn init_logging(
         .with(output)
         .with(traces)
         .try_init()
-        .context("cannot set up logging")
+        .context("cannot set up logging")?;
+    Ok(guard)
 }

@@ -25,7 +25,7 @@ pub(crate) fn run(
         .build()
         .context("cannot start the async runtime")?;
     let (traces, tracer) = crate::telemetry::layer(&config.telemetry, runtime.handle())?.unzip();
-    crate::init_logging(log_format, traces)?;
+    let _log = crate::init_logging(log_format, traces, true)?;
     runtime.block_on(serve(config, tracer))
 }
 

@@ -62,7 +62,7 @@ impl RecordJson {
         // serde_json writes UTF-8 only.
         String::from_utf8(text)
             .map(Self)
-            .map_err(|error| serde::ser::Error::custom(error))
+            .map_err(serde::ser::Error::custom)
     }
 
     /// Checks that `text` is JSON.
