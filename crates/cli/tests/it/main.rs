@@ -9,6 +9,7 @@
 
 mod audit;
 mod manage;
+mod metrics;
 mod replicas;
 mod shutdown;
 mod traces;

@@ -522,3 +522,22 @@ async fn kept_bodies_are_redacted_and_abandoned_requests_are_audited() {
     let text = metrics(&landfall).await;
     assert_eq!(metric_sum(&text, "landfall_requests_in_flight", &[]), 0.0);
 }
+
+#[tokio::test]
+async fn metrics_can_require_the_admin_key() {
+    let (landfall, _primary, _secondary) = mixed_setup("[metrics]\naccess = \"admin_key\"\n").await;
+    let open = landfall
+        .client
+        .get(landfall.url("/metrics"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(open.status(), 401);
+    let authorized = admin_get(&landfall, "/metrics").await;
+    assert_eq!(authorized.status(), 200);
+    let text = authorized.text().await.unwrap();
+    assert!(
+        text.contains("# TYPE landfall_audit_queue_depth gauge"),
+        "{text}"
+    );
+}
