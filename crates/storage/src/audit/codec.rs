@@ -455,7 +455,7 @@ mod tests {
         assert_eq!(rows.iter().map(|row| row.seq).collect::<Vec<_>>(), [42, 43]);
         // Object keys are sorted: the stored text is canonical.
         assert_eq!(rows[0].record, r#"{"a":[true],"b":1}"#);
-        let first = link_hash(&[3; 32], &entry_fields(42, &entries[0], &rows[0].record));
+        let first = link_hash(&[3; 32], &entry_fields(42, &entries[0], rows[0].record));
         assert_eq!(rows[0].hash, first);
         assert_eq!(
             rows[1].hash,
