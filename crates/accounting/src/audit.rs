@@ -4,10 +4,10 @@
 
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use landfall_config::AuditConfig;
-use landfall_storage::{AuditEntry, AuditLog, RecordJson};
+use landfall_storage::{AuditEntry, AuditLog, RecordJson, now_millis};
 use serde_json::json;
 use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
@@ -212,12 +212,4 @@ async fn retain(log: Arc<dyn AuditLog>, keep: Duration) {
             Err(error) => tracing::warn!(%error, "cannot delete audit records past retention"),
         }
     }
-}
-
-pub(crate) fn now_millis() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |elapsed| {
-            i64::try_from(elapsed.as_millis()).unwrap_or(i64::MAX)
-        })
 }

@@ -19,8 +19,7 @@ pub(crate) const REDACTED: &str = "[REDACTED]";
 
 #[derive(Debug)]
 pub(crate) struct BodyPolicy {
-    tenants: Vec<String>,
-    max_bytes: usize,
+    config: AuditBodies,
     redact: Option<Regex>,
 }
 
@@ -40,20 +39,17 @@ impl BodyPolicy {
             Some(Regex::new(&alternatives.join("|"))?)
         };
         Ok(Self {
-            tenants: config.tenants.clone(),
-            max_bytes: config.max_bytes,
+            config: config.clone(),
             redact,
         })
     }
 
     pub(crate) fn keeps(&self, tenant_id: &str) -> bool {
-        self.tenants
-            .iter()
-            .any(|tenant| tenant == "*" || tenant == tenant_id)
+        self.config.keeps(tenant_id)
     }
 
     pub(crate) fn max_bytes(&self) -> usize {
-        self.max_bytes
+        self.config.max_bytes
     }
 
     /// `text` redacted and cut to `max_bytes` (on a character boundary); whether it was cut.
@@ -62,15 +58,24 @@ impl BodyPolicy {
             Some(redact) => redact.replace_all(text, REDACTED).into_owned(),
             None => text.to_owned(),
         };
-        if redacted.len() <= self.max_bytes {
+        let kept = prefix(&redacted, self.config.max_bytes);
+        if kept.len() == redacted.len() {
             return (redacted, false);
         }
-        let mut cut = self.max_bytes;
-        while !redacted.is_char_boundary(cut) {
-            cut -= 1;
-        }
-        (redacted[..cut].to_owned(), true)
+        (kept.to_owned(), true)
     }
+}
+
+/// The longest start of `text` of at most `max_bytes` that ends on a character boundary.
+pub(crate) fn prefix(text: &str, max_bytes: usize) -> &str {
+    if text.len() <= max_bytes {
+        return text;
+    }
+    let mut cut = max_bytes;
+    while !text.is_char_boundary(cut) {
+        cut -= 1;
+    }
+    &text[..cut]
 }
 
 #[cfg(test)]

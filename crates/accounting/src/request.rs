@@ -3,7 +3,7 @@
 
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, MutexGuard};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use landfall_gateway::Operation;
 use landfall_storage::{AuditEntry, RecordJson};
@@ -124,11 +124,7 @@ impl RequestLog {
         if start.kind == RecordKind::Request {
             shared.metrics.request_started(start.route);
         }
-        let time_ms = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map_or(0, |elapsed| {
-                i64::try_from(elapsed.as_millis()).unwrap_or(i64::MAX)
-            });
+        let time_ms = landfall_storage::now_millis();
         Self {
             inner: Arc::new(Record {
                 shared,
@@ -240,14 +236,9 @@ impl RequestLog {
         let mut details = self.details();
         let body = details.response_body.get_or_insert_with(String::new);
         let room = max_bytes.saturating_sub(body.len());
-        if text.len() <= room {
-            body.push_str(text);
-        } else {
-            let mut cut = room;
-            while !text.is_char_boundary(cut) {
-                cut -= 1;
-            }
-            body.push_str(&text[..cut]);
+        let kept = crate::bodies::prefix(text, room);
+        body.push_str(kept);
+        if kept.len() < text.len() {
             details.response_truncated = true;
         }
     }

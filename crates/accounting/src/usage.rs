@@ -244,7 +244,7 @@ pub fn audit_csv_line(record: &AuditRecord) -> String {
         csv_field(&entry.route),
         text(&entry.model),
         entry.status,
-        hex(&record.hash),
+        hex::encode(record.hash),
         csv_field(entry.record.as_str()),
     )
 }
@@ -273,16 +273,6 @@ fn csv_field(value: &str) -> String {
     } else {
         value
     }
-}
-
-fn hex(bytes: &[u8]) -> String {
-    use std::fmt::Write;
-    bytes
-        .iter()
-        .fold(String::with_capacity(64), |mut text, byte| {
-            let _ = write!(text, "{byte:02x}");
-            text
-        })
 }
 
 #[cfg(test)]

@@ -78,7 +78,7 @@ async fn verify(log: &dyn AuditLog, json: bool) -> anyhow::Result<()> {
         println!(
             "audit log intact: {} records{range}; head hash {}",
             report.records,
-            hex(&report.head_hash)
+            hex::encode(report.head_hash)
         );
         if report.anchor_seq > 0 {
             println!(
@@ -117,12 +117,4 @@ async fn prune(log: &dyn AuditLog, older_than_days: u32) -> anyhow::Result<()> {
         .context("cannot prune the audit log")?;
     println!("deleted {deleted} audit records older than {older_than_days} days");
     Ok(())
-}
-
-fn hex(bytes: &[u8]) -> String {
-    use std::fmt::Write;
-    bytes.iter().fold(String::new(), |mut text, byte| {
-        let _ = write!(text, "{byte:02x}");
-        text
-    })
 }

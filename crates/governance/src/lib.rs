@@ -47,14 +47,7 @@ pub use secret::admin_key_matches;
 pub use shed::{CpuLoad, Shed};
 pub use stream::{ServedStream, StreamEnd, StreamOutcome};
 
-/// Milliseconds since the Unix epoch, by this machine's clock.
-pub(crate) fn now_millis() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |elapsed| {
-            i64::try_from(elapsed.as_millis()).unwrap_or(i64::MAX)
-        })
-}
+pub(crate) use landfall_storage::now_millis;
 
 /// Counts of failures that were absorbed rather than returned.
 #[derive(Debug, Default)]

@@ -4,7 +4,6 @@
 
 use std::convert::Infallible;
 use std::sync::Arc;
-use std::time::{SystemTime, UNIX_EPOCH};
 
 use axum::body::Body;
 use axum::extract::rejection::QueryRejection;
@@ -224,11 +223,7 @@ pub(crate) async fn usage_report(
     params: Result<Query<UsageParams>, QueryRejection>,
 ) -> Result<Response, ApiError> {
     let params = query(params)?;
-    let now = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |elapsed| {
-            i64::try_from(elapsed.as_millis()).unwrap_or(i64::MAX)
-        });
+    let now = landfall_storage::now_millis();
     let until = params.until.unwrap_or(now);
     let since = params.since.unwrap_or(until - DEFAULT_USAGE_RANGE_MS);
     if since >= until {

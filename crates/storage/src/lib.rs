@@ -24,7 +24,7 @@ pub use audit::{
 pub use error::StoreError;
 pub use model::{
     ApiKey, Budget, BudgetLimit, BudgetPeriod, Limits, PageRequest, Scopes, Tenant, UnixMillis,
-    UsageRecord, UsageScope, UsageTotals,
+    UsageRecord, UsageScope, UsageTotals, now_millis,
 };
 pub use postgres::PostgresStore;
 pub use sqlite::SqliteStore;

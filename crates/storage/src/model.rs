@@ -5,6 +5,16 @@ use serde::{Deserialize, Serialize};
 /// Unix time in milliseconds.
 pub type UnixMillis = i64;
 
+/// Milliseconds since the Unix epoch, by this machine's clock.
+#[must_use]
+pub fn now_millis() -> UnixMillis {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |elapsed| {
+            i64::try_from(elapsed.as_millis()).unwrap_or(i64::MAX)
+        })
+}
+
 /// A customer or team: owns API keys, and carries limits and budgets that apply to all of them
 /// together.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
