@@ -9,6 +9,8 @@
 mod audit;
 mod codec;
 mod error;
+mod knowledge;
+mod knowledge_sql;
 mod model;
 mod postgres;
 mod postgres_audit;
@@ -22,6 +24,10 @@ pub use audit::{
     RawAuditRow, RecordJson, StatusFilter, VerifyReport, verify_audit,
 };
 pub use error::StoreError;
+pub use knowledge::{
+    BatchRecord, Change, ChangeOp, FileCounts, FileRecord, IngestError, IngestStatus,
+    KnowledgeStore, NewChunk, StoreFileQuery, StoreFileRecord, StoredChunk, VectorStoreRecord,
+};
 pub use model::{
     ApiKey, Budget, BudgetLimit, BudgetPeriod, Limits, PageRequest, Scopes, Tenant, UnixMillis,
     UsageRecord, UsageScope, UsageTotals, now_millis,
@@ -68,8 +74,9 @@ pub trait MetadataStore: Send + Sync {
     async fn ping(&self) -> Result<(), StoreError>;
 }
 
-/// Everything one backend keeps: metadata and the audit log. An `Arc<dyn Store>` upcasts to
-/// `Arc<dyn MetadataStore>` or `Arc<dyn AuditLog>` for code that needs only one of them.
-pub trait Store: MetadataStore + AuditLog {}
+/// Everything one backend keeps: metadata, the audit log and knowledge bases. An
+/// `Arc<dyn Store>` upcasts to `Arc<dyn MetadataStore>`, `Arc<dyn AuditLog>` or
+/// `Arc<dyn KnowledgeStore>` for code that needs only one of them.
+pub trait Store: MetadataStore + AuditLog + KnowledgeStore {}
 
-impl<T: MetadataStore + AuditLog + ?Sized> Store for T {}
+impl<T: MetadataStore + AuditLog + KnowledgeStore + ?Sized> Store for T {}

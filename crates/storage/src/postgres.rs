@@ -434,3 +434,13 @@ mod tests {
         }
     }
 }
+
+// Sequence values are taken before commit, so two appenders could commit out of `seq`
+// order and a reader could skip an entry forever; a transaction-scoped advisory lock makes
+// change-log appenders commit one at a time. (The key is an arbitrary constant of Landfall's.)
+crate::knowledge_sql::knowledge_store!(
+    PostgresStore,
+    writer = pool,
+    reader = pool,
+    order_changes = "SELECT pg_advisory_xact_lock(7466118251)"
+);

@@ -326,3 +326,11 @@ mod tests {
         store.close().await;
     }
 }
+
+// One writer connection already orders every transaction, change-log appends included.
+crate::knowledge_sql::knowledge_store!(
+    SqliteStore,
+    writer = writer,
+    reader = reader,
+    order_changes = "SELECT 1"
+);

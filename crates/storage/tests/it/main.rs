@@ -9,6 +9,7 @@
 
 mod audit;
 mod conformance;
+mod knowledge;
 mod postgres;
 mod sqlite;
 
@@ -50,6 +51,29 @@ macro_rules! conformance_suite {
             audit_torn_last_record_is_reported,
             audit_concurrent_appenders_form_one_chain,
         );
+        $crate::conformance_suite!(
+            @knowledge_cases $fixture;
+            knowledge_files_are_tenant_scoped_and_page,
+            knowledge_vector_stores_round_trip,
+            knowledge_ingest_lifecycle_and_change_log,
+            knowledge_cancel_batch_stops_pending_files,
+            knowledge_change_log_is_gapless_under_concurrency,
+        );
+    };
+    (@knowledge_cases $fixture:ty; $($case:ident),* $(,)?) => {
+        $(
+            #[tokio::test(flavor = "multi_thread")]
+            async fn $case() {
+                let Some(fixture) = <$fixture>::start(stringify!($case)).await else {
+                    return;
+                };
+                let outcome = tokio::spawn(crate::knowledge::$case(fixture.store())).await;
+                fixture.finish().await;
+                if let Err(err) = outcome {
+                    std::panic::resume_unwind(err.into_panic());
+                }
+            }
+        )*
     };
     (@cases $fixture:ty; $($case:ident),* $(,)?) => {
         $(
