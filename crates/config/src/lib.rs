@@ -6,6 +6,7 @@
 
 mod environment;
 mod governance;
+mod knowledge;
 mod model;
 mod observability;
 mod secret;
@@ -17,6 +18,9 @@ pub use environment::Environment;
 pub use governance::{
     AccountingConfig, AuthConfig, CacheConfig, CacheMode, KvBackend, LimitsConfig, MetadataBackend,
     OnBackendError, Price, ShedPolicy, SheddingConfig, StorageConfig,
+};
+pub use knowledge::{
+    ChunkingConfig, EmbedderConfig, Fusion, KnowledgeConfig, SearchConfig, VectorIndexConfig,
 };
 pub use model::{
     Config, HttpSettings, ModelConfig, ProviderConfig, ProviderKind, RoutingConfig, ServerConfig,

@@ -29,6 +29,7 @@ pub struct Config {
     pub metrics: MetricsConfig,
     pub audit: AuditConfig,
     pub telemetry: TelemetryConfig,
+    pub knowledge: crate::KnowledgeConfig,
 }
 
 #[derive(Debug, Clone, Deserialize)]

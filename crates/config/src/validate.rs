@@ -12,6 +12,7 @@ use crate::{
     MetricsConfig, ModelConfig, ProviderConfig, ProviderKind, RoutingConfig, ServerConfig,
     SheddingConfig, StorageConfig, TelemetryConfig,
 };
+use crate::{EmbedderConfig, KnowledgeConfig, VectorIndexConfig};
 
 const SECTIONS: &[&str] = &[
     "server",
@@ -27,6 +28,7 @@ const SECTIONS: &[&str] = &[
     "metrics",
     "audit",
     "telemetry",
+    "knowledge",
 ];
 
 #[derive(Default)]
@@ -70,6 +72,8 @@ pub(crate) fn validate(
     let audit: AuditConfig = section(&mut table, "audit", &mut errors).unwrap_or_default();
     let telemetry: TelemetryConfig =
         section(&mut table, "telemetry", &mut errors).unwrap_or_default();
+    let mut knowledge: KnowledgeConfig =
+        section(&mut table, "knowledge", &mut errors).unwrap_or_default();
 
     check_auth(&mut auth, environment, &mut errors);
     check_storage(&mut storage, environment, &mut errors);
@@ -77,6 +81,7 @@ pub(crate) fn validate(
     check_server(&server, &mut errors);
     check_observability(&metrics, &audit, &telemetry, &auth, &mut errors);
     check_routing(&routing, &mut errors);
+    check_knowledge(&mut knowledge, &models, environment, &mut errors);
     for (name, provider) in &mut providers {
         check_provider(name, provider, environment, &mut errors);
     }
@@ -99,6 +104,7 @@ pub(crate) fn validate(
             metrics,
             audit,
             telemetry,
+            knowledge,
         })
     } else {
         Err(ConfigErrors(errors.0))
@@ -363,6 +369,101 @@ fn check_url(
             ),
         ),
         Err(error) => errors.push(path, format!("not a URL: {error}")),
+    }
+}
+
+fn check_knowledge(
+    knowledge: &mut KnowledgeConfig,
+    models: &BTreeMap<String, ModelConfig>,
+    environment: &Environment,
+    errors: &mut Errors,
+) {
+    let chunking = knowledge.chunking;
+    if chunking.max_tokens < 16 || chunking.max_tokens > 4096 {
+        errors.push(
+            "knowledge.chunking.max_tokens",
+            "must be between 16 and 4096",
+        );
+    }
+    if chunking.overlap_tokens * 2 > chunking.max_tokens {
+        errors.push(
+            "knowledge.chunking.overlap_tokens",
+            "must be at most half of max_tokens",
+        );
+    }
+    if knowledge.ingest_workers == 0 {
+        errors.push("knowledge.ingest_workers", "must be at least 1");
+    }
+    if knowledge.max_file_bytes == 0 {
+        errors.push("knowledge.max_file_bytes", "must be greater than 0");
+    }
+    let search = &knowledge.search;
+    if !(0.0..=1.0).contains(&search.vector_weight) {
+        errors.push("knowledge.search.vector_weight", "must be between 0 and 1");
+    }
+    if search.max_num_results == 0 || search.max_num_results > 50 {
+        errors.push(
+            "knowledge.search.max_num_results",
+            "must be between 1 and 50",
+        );
+    }
+    let known_model = |name: &str| models.contains_key(name);
+    if let Some(model) = &search.rewrite_model
+        && !known_model(model)
+    {
+        errors.push(
+            "knowledge.search.rewrite_model",
+            format!("`{model}` is not a model in [models]"),
+        );
+    }
+    match &knowledge.embedder {
+        EmbedderConfig::None => {}
+        EmbedderConfig::Local {
+            model, batch_size, ..
+        } => {
+            if model.trim().is_empty() {
+                errors.push("knowledge.embedder.model", "must not be empty");
+            }
+            if *batch_size == 0 {
+                errors.push("knowledge.embedder.batch_size", "must be at least 1");
+            }
+        }
+        EmbedderConfig::Gateway {
+            model, batch_size, ..
+        } => {
+            if !known_model(model) {
+                errors.push(
+                    "knowledge.embedder.model",
+                    format!("`{model}` is not a model in [models]"),
+                );
+            }
+            if *batch_size == 0 {
+                errors.push("knowledge.embedder.batch_size", "must be at least 1");
+            }
+        }
+    }
+    match &mut knowledge.vector_index {
+        VectorIndexConfig::Embedded => {}
+        VectorIndexConfig::Pgvector { url, .. } => check_url(
+            url,
+            environment,
+            &["postgres", "postgresql"],
+            "knowledge.vector_index.url",
+            errors,
+        ),
+        VectorIndexConfig::Chroma { url, .. } | VectorIndexConfig::Qdrant { url, .. } => {
+            if !matches!(url::Url::parse(url), Ok(parsed) if ["http", "https"].contains(&parsed.scheme()))
+            {
+                errors.push("knowledge.vector_index.url", "must be an http(s) URL");
+            }
+        }
+    }
+    if let VectorIndexConfig::Qdrant {
+        api_key: Some(key), ..
+    } = &mut knowledge.vector_index
+        && let Err(message) = key.resolve(environment)
+    {
+        errors.push("knowledge.vector_index.api_key", message);
     }
 }
 

@@ -304,6 +304,9 @@ pub trait KnowledgeStore: Send + Sync {
         file_id: &str,
         chunks: &[NewChunk],
     ) -> Result<u64, StoreError>;
+    /// Appends a [`ChangeOp::Replace`] entry without touching the chunks (their file's
+    /// attributes changed, so indexes must take them again); returns its `seq`.
+    async fn mark_changed(&self, store_id: &str, file_id: &str) -> Result<u64, StoreError>;
     /// Chunks of one file in position order, embeddings included.
     async fn file_chunks(
         &self,

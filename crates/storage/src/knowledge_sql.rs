@@ -910,6 +910,28 @@ macro_rules! knowledge_store {
                 Ok($crate::knowledge_sql::unsigned(seq))
             }
 
+            async fn mark_changed(
+                &self,
+                store_id: &str,
+                file_id: &str,
+            ) -> Result<u64, $crate::StoreError> {
+                use $crate::codec::db_error;
+                let mut tx = self.$writer.begin().await.map_err(db_error)?;
+                sqlx::query($order).execute(&mut *tx).await.map_err(db_error)?;
+                let seq: i64 = sqlx::query_scalar(
+                    "INSERT INTO chunk_changes (store_id, file_id, op) VALUES ($1, $2, $3) \
+                     RETURNING seq",
+                )
+                .bind(store_id)
+                .bind(file_id)
+                .bind($crate::knowledge::ChangeOp::Replace.as_str())
+                .fetch_one(&mut *tx)
+                .await
+                .map_err(db_error)?;
+                tx.commit().await.map_err(db_error)?;
+                Ok($crate::knowledge_sql::unsigned(seq))
+            }
+
             async fn file_chunks(
                 &self,
                 store_id: &str,

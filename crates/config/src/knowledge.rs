@@ -1,0 +1,164 @@
+//! The `knowledge` section: knowledge bases (OpenAI's files and vector stores), how documents
+//! are chunked and embedded, and which indexes hold them.
+
+use std::path::PathBuf;
+
+use serde::Deserialize;
+
+use crate::Secret;
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct KnowledgeConfig {
+    /// Serve `/v1/files` and `/v1/vector_stores` and ingest in the background.
+    pub enabled: bool,
+    /// Where the embedded indexes live (BM25, and vectors when `vector_index` is embedded).
+    /// They are derived from the chunks in the metadata store and rebuilt from it when lost.
+    pub index_dir: PathBuf,
+    /// Files ingested at the same time.
+    pub ingest_workers: usize,
+    /// Largest file `/v1/files` accepts, in bytes.
+    pub max_file_bytes: u64,
+    /// Default chunking of new vector stores (each store and upload may override it).
+    pub chunking: ChunkingConfig,
+    pub embedder: EmbedderConfig,
+    pub vector_index: VectorIndexConfig,
+    pub search: SearchConfig,
+}
+
+impl Default for KnowledgeConfig {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            index_dir: PathBuf::from("landfall-data/index"),
+            ingest_workers: 1,
+            max_file_bytes: 512 * 1024 * 1024,
+            chunking: ChunkingConfig::default(),
+            embedder: EmbedderConfig::default(),
+            vector_index: VectorIndexConfig::default(),
+            search: SearchConfig::default(),
+        }
+    }
+}
+
+/// Token windows counted in the embedding model's own tokens.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ChunkingConfig {
+    pub max_tokens: usize,
+    pub overlap_tokens: usize,
+}
+
+impl Default for ChunkingConfig {
+    fn default() -> Self {
+        Self {
+            max_tokens: 128,
+            overlap_tokens: 32,
+        }
+    }
+}
+
+/// What turns text into vectors, chosen by `type`.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
+pub enum EmbedderConfig {
+    /// No embeddings: knowledge bases are searched by BM25 only.
+    #[default]
+    None,
+    /// A BERT-family sentence embedder run in this process on CPU.
+    Local {
+        /// A folder with `config.json`, `tokenizer.json` and weights, or a Hugging Face Hub
+        /// repository id (`sentence-transformers/all-MiniLM-L6-v2`) fetched into `cache_dir`.
+        model: String,
+        #[serde(default)]
+        cache_dir: Option<PathBuf>,
+        #[serde(default = "default_batch_size")]
+        batch_size: usize,
+    },
+    /// Any embeddings model alias served by this gateway (its limits, cache and accounting
+    /// apply). Chunks are counted in the tokens of `tokenizer` (a `tokenizer.json`), or
+    /// approximated (one token per CJK character or word piece) without one.
+    Gateway {
+        model: String,
+        #[serde(default)]
+        tokenizer: Option<PathBuf>,
+        #[serde(default = "default_batch_size")]
+        batch_size: usize,
+    },
+}
+
+fn default_batch_size() -> usize {
+    32
+}
+
+/// Which index holds the vectors, chosen by `type`.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
+pub enum VectorIndexConfig {
+    /// In this process, rebuilt from the stored chunks at start.
+    #[default]
+    Embedded,
+    /// PostgreSQL with the pgvector extension, shared by replicas.
+    Pgvector {
+        url: Secret,
+        #[serde(default = "default_table_prefix")]
+        table_prefix: String,
+    },
+    /// A Chroma server.
+    Chroma {
+        url: String,
+        #[serde(default = "default_collection")]
+        collection: String,
+    },
+    /// A Qdrant server or cluster.
+    Qdrant {
+        url: String,
+        #[serde(default)]
+        api_key: Option<Secret>,
+        #[serde(default = "default_collection")]
+        collection: String,
+    },
+}
+
+fn default_table_prefix() -> String {
+    "landfall".to_owned()
+}
+
+fn default_collection() -> String {
+    "landfall_chunks".to_owned()
+}
+
+/// Defaults of `/v1/vector_stores/{id}/search` and grounded answers.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct SearchConfig {
+    /// How keyword and vector results are combined.
+    pub fusion: Fusion,
+    /// Weight of the vector score in `weighted` fusion (the keyword score gets 1 - this).
+    pub vector_weight: f32,
+    /// Results per search when the request does not say.
+    pub max_num_results: usize,
+    /// Model alias that writes HyDE answers and query rewrites (`rewrite_query`, RAG-Fusion).
+    pub rewrite_model: Option<String>,
+}
+
+impl Default for SearchConfig {
+    fn default() -> Self {
+        Self {
+            fusion: Fusion::Rrf,
+            vector_weight: 0.5,
+            max_num_results: 10,
+            rewrite_model: None,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Fusion {
+    /// Reciprocal rank fusion (k = 60).
+    #[default]
+    Rrf,
+    /// Weighted sum of min-max normalized scores.
+    Weighted,
+}
