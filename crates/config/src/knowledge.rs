@@ -75,16 +75,6 @@ pub enum EmbedderConfig {
         #[serde(default = "default_batch_size")]
         batch_size: usize,
     },
-    /// Any embeddings model alias served by this gateway (its limits, cache and accounting
-    /// apply). Chunks are counted in the tokens of `tokenizer` (a `tokenizer.json`), or
-    /// approximated (one token per CJK character or word piece) without one.
-    Gateway {
-        model: String,
-        #[serde(default)]
-        tokenizer: Option<PathBuf>,
-        #[serde(default = "default_batch_size")]
-        batch_size: usize,
-    },
 }
 
 fn default_batch_size() -> usize {

@@ -428,19 +428,6 @@ fn check_knowledge(
                 errors.push("knowledge.embedder.batch_size", "must be at least 1");
             }
         }
-        EmbedderConfig::Gateway {
-            model, batch_size, ..
-        } => {
-            if !known_model(model) {
-                errors.push(
-                    "knowledge.embedder.model",
-                    format!("`{model}` is not a model in [models]"),
-                );
-            }
-            if *batch_size == 0 {
-                errors.push("knowledge.embedder.batch_size", "must be at least 1");
-            }
-        }
     }
     match &mut knowledge.vector_index {
         VectorIndexConfig::Embedded => {}

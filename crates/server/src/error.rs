@@ -8,6 +8,7 @@ use http::{HeaderValue, StatusCode};
 use landfall_accounting::Failure;
 use landfall_gateway::GatewayError;
 use landfall_governance::{AdminError, GovernanceError};
+use landfall_knowledge::KnowledgeError;
 use landfall_providers::ProviderError;
 use landfall_types::ErrorClass;
 use serde::Serialize;
@@ -50,6 +51,15 @@ pub enum ApiError {
     Gateway(Box<GatewayError>),
     Governance(Box<GovernanceError>),
     Admin(Box<AdminError>),
+    Knowledge(Box<KnowledgeError>),
+    /// Knowledge bases are switched off (`knowledge.enabled = false`).
+    KnowledgeDisabled,
+}
+
+impl From<KnowledgeError> for ApiError {
+    fn from(error: KnowledgeError) -> Self {
+        Self::Knowledge(Box::new(error))
+    }
 }
 
 impl From<GatewayError> for ApiError {
@@ -196,6 +206,13 @@ impl ApiError {
             Self::Gateway(error) => gateway_error(*error),
             Self::Governance(error) => governance_error(*error),
             Self::Admin(error) => admin_error(*error),
+            Self::Knowledge(error) => knowledge_error(*error),
+            Self::KnowledgeDisabled => mapped(
+                StatusCode::NOT_FOUND,
+                INVALID,
+                Some("knowledge_disabled"),
+                "knowledge bases are switched off on this server (knowledge.enabled)".to_owned(),
+            ),
         }
     }
 }
@@ -279,6 +296,56 @@ fn store_unavailable(error: &dyn std::fmt::Display) -> Mapped {
     );
     mapped.retry_after = Some(Duration::from_secs(1));
     mapped
+}
+
+fn knowledge_error(error: KnowledgeError) -> Mapped {
+    let message = error.to_string();
+    match error {
+        KnowledgeError::NotFound { .. } => {
+            mapped(StatusCode::NOT_FOUND, INVALID, Some("not_found"), message)
+        }
+        KnowledgeError::Invalid { param, .. } => {
+            let mut mapped = mapped(
+                StatusCode::BAD_REQUEST,
+                INVALID,
+                Some("invalid_value"),
+                message,
+            );
+            mapped.detail.param = param.map(str::to_owned);
+            mapped
+        }
+        KnowledgeError::Forbidden { .. } => mapped(
+            StatusCode::FORBIDDEN,
+            "permission_error",
+            Some("vector_store_not_allowed"),
+            message,
+        )
+        .rejected("forbidden"),
+        KnowledgeError::Conflict { .. } => {
+            mapped(StatusCode::CONFLICT, INVALID, Some("conflict"), message)
+        }
+        KnowledgeError::Unsupported { .. } => mapped(
+            StatusCode::BAD_REQUEST,
+            INVALID,
+            Some("unsupported_operation"),
+            message,
+        ),
+        KnowledgeError::Store(error) => store_unavailable(&error),
+        KnowledgeError::Index(_)
+        | KnowledgeError::Embedding(_)
+        | KnowledgeError::Generation(_)
+        | KnowledgeError::Unavailable(_) => {
+            tracing::error!(error = %message, "knowledge request failed");
+            let mut mapped = mapped(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "server_error",
+                Some("knowledge_unavailable"),
+                "the knowledge service failed; retry later".to_owned(),
+            );
+            mapped.retry_after = Some(Duration::from_secs(1));
+            mapped
+        }
+    }
 }
 
 fn admin_error(error: AdminError) -> Mapped {

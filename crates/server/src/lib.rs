@@ -9,6 +9,7 @@ mod audit;
 mod auth;
 mod error;
 mod extract;
+mod knowledge;
 mod observe;
 mod routes;
 mod sse;
@@ -25,6 +26,7 @@ use landfall_accounting::Accounting;
 use landfall_config::{Config, MetricsAccess};
 use landfall_gateway::Gateway;
 use landfall_governance::Governance;
+use landfall_knowledge::Knowledge;
 use landfall_storage::AuditLog;
 
 pub use error::ApiError;
@@ -54,6 +56,10 @@ struct Inner {
     max_body_bytes: usize,
     ready: AtomicBool,
     trace_context: std::sync::OnceLock<Arc<dyn TraceContext>>,
+    knowledge: std::sync::OnceLock<Arc<Knowledge>>,
+    knowledge_search: landfall_config::SearchConfig,
+    /// Largest `/v1/files` body: the file limit plus room for the multipart envelope.
+    upload_limit: usize,
 }
 
 /// Why the server's state could not be built.
@@ -65,6 +71,8 @@ pub enum StartError {
     Governance(#[from] landfall_governance::StartError),
     #[error(transparent)]
     Accounting(#[from] landfall_accounting::StartError),
+    #[error("knowledge bases: {0}")]
+    Knowledge(#[from] landfall_knowledge::KnowledgeError),
 }
 
 impl AppState {
@@ -90,6 +98,11 @@ impl AppState {
                 max_body_bytes: config.server.max_body_bytes,
                 ready: AtomicBool::new(true),
                 trace_context: std::sync::OnceLock::new(),
+                knowledge: std::sync::OnceLock::new(),
+                knowledge_search: config.knowledge.search.clone(),
+                upload_limit: usize::try_from(config.knowledge.max_file_bytes)
+                    .unwrap_or(usize::MAX)
+                    .saturating_add(1 << 20),
             }),
         })
     }
@@ -101,11 +114,38 @@ impl AppState {
     pub async fn start(config: &Config) -> Result<Self, StartError> {
         let store = landfall_governance::open_store(config).await?;
         let governance = Governance::start_with_store(config, store.clone()).await?;
-        Self::new(config, governance, store)
+        let state = Self::new(config, governance, store.clone())?;
+        if config.knowledge.enabled {
+            let knowledge = knowledge::open(config, store).await?;
+            state.serve_knowledge(knowledge);
+        }
+        Ok(state)
+    }
+
+    /// Serves `/v1/files` and `/v1/vector_stores` from `knowledge` (set once; later calls
+    /// are ignored).
+    pub fn serve_knowledge(&self, knowledge: Arc<Knowledge>) {
+        let _ = self.inner.knowledge.set(knowledge);
+    }
+
+    #[must_use]
+    pub fn knowledge(&self) -> Option<&Knowledge> {
+        self.inner.knowledge.get().map(Arc::as_ref)
+    }
+
+    pub(crate) fn upload_limit(&self) -> usize {
+        self.inner.upload_limit
+    }
+
+    pub(crate) fn knowledge_search_defaults(&self) -> &landfall_config::SearchConfig {
+        &self.inner.knowledge_search
     }
 
     /// Writes what is still queued for the audit log and the usage ledger.
     pub async fn shutdown(&self) {
+        if let Some(knowledge) = self.inner.knowledge.get() {
+            knowledge.shutdown().await;
+        }
         self.inner.accounting.shutdown().await;
         self.inner.governance.shutdown().await;
     }
@@ -148,6 +188,58 @@ pub fn router(state: AppState) -> Router {
         .route("/embeddings", post(routes::embeddings::create))
         .route("/models", get(routes::models::list))
         .route("/models/{*id}", get(routes::models::retrieve))
+        .route(
+            "/files",
+            post(routes::files::upload)
+                .get(routes::files::list)
+                .layer(axum::extract::DefaultBodyLimit::max(state.upload_limit())),
+        )
+        .route(
+            "/files/{id}",
+            get(routes::files::retrieve).delete(routes::files::delete),
+        )
+        .route("/files/{id}/content", get(routes::files::content))
+        .route(
+            "/vector_stores",
+            post(routes::vector_stores::create).get(routes::vector_stores::list),
+        )
+        .route(
+            "/vector_stores/{id}",
+            get(routes::vector_stores::retrieve)
+                .post(routes::vector_stores::modify)
+                .delete(routes::vector_stores::delete),
+        )
+        .route(
+            "/vector_stores/{id}/files",
+            post(routes::vector_stores::attach).get(routes::vector_stores::list_files),
+        )
+        .route(
+            "/vector_stores/{id}/files/{file_id}",
+            get(routes::vector_stores::get_file)
+                .post(routes::vector_stores::update_file)
+                .delete(routes::vector_stores::detach),
+        )
+        .route(
+            "/vector_stores/{id}/files/{file_id}/chunks",
+            get(routes::vector_stores::file_chunks),
+        )
+        .route(
+            "/vector_stores/{id}/file_batches",
+            post(routes::vector_stores::create_batch),
+        )
+        .route(
+            "/vector_stores/{id}/file_batches/{batch_id}",
+            get(routes::vector_stores::get_batch),
+        )
+        .route(
+            "/vector_stores/{id}/file_batches/{batch_id}/cancel",
+            post(routes::vector_stores::cancel_batch),
+        )
+        .route(
+            "/vector_stores/{id}/file_batches/{batch_id}/files",
+            get(routes::vector_stores::batch_files),
+        )
+        .route("/vector_stores/{id}/search", post(routes::vector_stores::search))
         .route_layer(axum::middleware::from_fn_with_state(
             state.clone(),
             auth::require_key,

@@ -1,8 +1,11 @@
 pub(crate) mod chat;
 pub(crate) mod embeddings;
+pub(crate) mod files;
 pub(crate) mod health;
+pub(crate) mod knowledge;
 pub(crate) mod metrics;
 pub(crate) mod models;
+pub(crate) mod vector_stores;
 
 use axum::response::Response;
 use http::{HeaderName, HeaderValue};
