@@ -1,0 +1,24 @@
+//! In-process inference on CPU with candle. For now: BERT-family sentence embedders
+//! (all-MiniLM-L6-v2, bge-small/base en and zh, text2vec-large-chinese and the like) loaded
+//! from a local folder in the Hugging Face / sentence-transformers layout, or fetched from the
+//! Hugging Face Hub by repo id (cargo feature `hub`).
+//!
+//! The only crate that knows candle and tokenizers. It does no async I/O and knows nothing of
+//! HTTP, configuration files or the [`EmbeddingModel`] trait: the `providers` crate adapts a
+//! [`BertEmbedder`] to it and runs [`BertEmbedder::embed`] off the async reactor.
+//!
+//! [`EmbeddingModel`]: https://docs.rs/landfall-providers
+
+mod embedder;
+mod error;
+mod hub;
+mod pooling;
+mod settings;
+#[cfg(feature = "test-support")]
+pub mod test_support;
+mod weights;
+
+pub use embedder::{BertEmbedder, EmbedderOptions};
+pub use error::ModelError;
+pub use hub::{HubProgress, ProgressFn, default_cache_dir, fetch_from_hub, resolve_model};
+pub use pooling::Pooling;

