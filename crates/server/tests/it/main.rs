@@ -12,6 +12,7 @@ mod anthropic;
 mod errors;
 mod governance;
 mod harness;
+mod knowledge;
 mod protection;
 mod routing;
 mod streaming;
