@@ -1,6 +1,7 @@
 //! The `landfall` binary: parses the command line, sets up logging, and runs a command.
 
 mod audit;
+mod knowledge;
 mod manage;
 mod serve;
 mod telemetry;
@@ -94,6 +95,89 @@ enum Command {
         #[command(subcommand)]
         command: audit::AuditCommand,
     },
+    /// Ingest files and folders into a knowledge base (created if missing).
+    #[command(after_help = "Examples:\n  landfall ingest manuals/ --kb manuals\n  \
+                            landfall ingest policy.pdf faq.html --kb hr --config landfall.toml\n\n\
+                            Folders are walked recursively. A file already ingested with the same \
+                            path and content is skipped; a changed file replaces its old chunks. \
+                            Exits 1 when any file failed, after listing why.")]
+    Ingest {
+        /// Files or folders.
+        #[arg(required = true)]
+        paths: Vec<PathBuf>,
+        /// Knowledge base (vector store) name or id.
+        #[arg(long)]
+        kb: String,
+        /// Tenant owning the knowledge base.
+        #[arg(long, default_value = knowledge::DEFAULT_TENANT)]
+        tenant: String,
+        #[arg(long, short, env = "LANDFALL_CONFIG")]
+        config: Option<PathBuf>,
+    },
+    /// Search a knowledge base.
+    #[command(after_help = "Examples:\n  landfall search --kb manuals \"how do I reset the pump\"\n  \
+                            landfall search --kb hr --mode keyword -n 3 --json \"报销流程\"")]
+    Search {
+        query: String,
+        #[arg(long)]
+        kb: String,
+        #[arg(long, default_value = knowledge::DEFAULT_TENANT)]
+        tenant: String,
+        /// Results to show (1 to 50).
+        #[arg(short = 'n', long, default_value_t = 5)]
+        limit: usize,
+        #[arg(long, value_enum, default_value_t = SearchModeArg::Hybrid)]
+        mode: SearchModeArg,
+        /// Print the hits as JSON.
+        #[arg(long)]
+        json: bool,
+        #[arg(long, short, env = "LANDFALL_CONFIG")]
+        config: Option<PathBuf>,
+    },
+    /// Evaluate retrieval quality on BEIR-format collections.
+    Eval {
+        #[command(subcommand)]
+        command: EvalCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum EvalCommand {
+    /// nDCG@10, Recall@10, Recall@100 and MRR@10 of BM25, vector and hybrid search, with a
+    /// character-unigram BM25 baseline, and ingest and query timings.
+    #[command(after_help = "Examples:\n  landfall eval retrieval --dataset data/ir/cisi\n  \
+                            landfall eval retrieval --dataset data/ir/rgb-zh --dataset data/ir/cisi \\\n      \
+                            --embedder ~/models/all-MiniLM-L6-v2 --json\n\n\
+                            A dataset folder holds corpus.jsonl, queries.jsonl and qrels/test.tsv.")]
+    Retrieval {
+        #[arg(long = "dataset", required = true)]
+        datasets: Vec<PathBuf>,
+        /// A sentence-embedding model folder; without one, only BM25 is evaluated.
+        #[arg(long)]
+        embedder: Option<PathBuf>,
+        /// Evaluate only the first N queries.
+        #[arg(long)]
+        max_queries: Option<usize>,
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum SearchModeArg {
+    Hybrid,
+    Keyword,
+    Vector,
+}
+
+impl From<SearchModeArg> for landfall_knowledge::SearchMode {
+    fn from(mode: SearchModeArg) -> Self {
+        match mode {
+            SearchModeArg::Hybrid => Self::Hybrid,
+            SearchModeArg::Keyword => Self::Keyword,
+            SearchModeArg::Vector => Self::Vector,
+        }
+    }
 }
 
 fn main() -> ExitCode {
@@ -112,6 +196,43 @@ fn main() -> ExitCode {
         Command::Tenants { config, command } => report(manage::tenants(config.as_deref(), command)),
         Command::Keys { config, command } => report(manage::keys(config.as_deref(), command)),
         Command::Audit { config, command } => report(audit::run(config.as_deref(), command)),
+        Command::Ingest {
+            paths,
+            kb,
+            tenant,
+            config,
+        } => report(knowledge::ingest(config.as_deref(), &paths, &kb, &tenant)),
+        Command::Search {
+            query,
+            kb,
+            tenant,
+            limit,
+            mode,
+            json,
+            config,
+        } => report(knowledge::search(
+            config.as_deref(),
+            &kb,
+            &tenant,
+            &query,
+            limit,
+            mode.into(),
+            json,
+        )),
+        Command::Eval {
+            command:
+                EvalCommand::Retrieval {
+                    datasets,
+                    embedder,
+                    max_queries,
+                    json,
+                },
+        } => report(knowledge::eval_retrieval(
+            &datasets,
+            embedder.as_deref(),
+            max_queries,
+            json,
+        )),
     }
 }
 

@@ -9,6 +9,7 @@
 
 mod embed;
 mod error;
+pub mod eval;
 mod ingest;
 mod search;
 mod settings;
@@ -885,11 +886,27 @@ async fn open_keyword(dir: &Path) -> Result<TantivyKeywordIndex, KnowledgeError>
 async fn open_vector(config: &KnowledgeConfig) -> Result<Arc<dyn VectorIndex>, KnowledgeError> {
     Ok(match &config.vector_index {
         VectorIndexConfig::Embedded => Arc::new(FlatVectorIndex::new()),
-        other => {
-            return Err(KnowledgeError::Unsupported {
-                message: format!("vector index {other:?} is not wired in yet"),
-            });
+        VectorIndexConfig::Pgvector { url, table_prefix } => Arc::new(
+            landfall_retrieval::backends::pgvector::PgVectorIndex::open(url.expose(), table_prefix)
+                .await?,
+        ),
+        VectorIndexConfig::Chroma { url, collection } => {
+            let options = landfall_retrieval::backends::chroma::ChromaOptions::new(url, collection);
+            Arc::new(landfall_retrieval::backends::chroma::ChromaIndex::open(options).await?)
         }
+        VectorIndexConfig::Qdrant {
+            url,
+            api_key,
+            collection,
+        } => Arc::new(
+            landfall_retrieval::backends::qdrant::QdrantIndex::open(
+                url,
+                api_key.as_ref().map(|key| key.expose().to_owned()),
+                collection,
+                std::time::Duration::from_secs(30),
+            )
+            .await?,
+        ),
     })
 }
 

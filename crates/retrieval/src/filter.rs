@@ -71,7 +71,7 @@ impl Comparison {
         let ordering = |actual: &Value| compare(actual, &self.value);
         match self.op {
             ComparisonOp::Eq => actual.is_some_and(|a| ordering(a) == Some(Ordering::Equal)),
-            ComparisonOp::Ne => !actual.is_some_and(|a| ordering(a) == Some(Ordering::Equal)),
+            ComparisonOp::Ne => actual.is_none_or(|a| ordering(a) != Some(Ordering::Equal)),
             ComparisonOp::Gt => actual.is_some_and(|a| ordering(a) == Some(Ordering::Greater)),
             ComparisonOp::Gte => actual
                 .is_some_and(|a| matches!(ordering(a), Some(Ordering::Greater | Ordering::Equal))),

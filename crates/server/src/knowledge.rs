@@ -7,9 +7,11 @@ use landfall_config::{Config, EmbedderConfig};
 use landfall_knowledge::{Embedder, Knowledge, KnowledgeError, LocalEmbedder};
 use landfall_storage::Store;
 
+/// Opens the knowledge service `config` describes over `store`.
+///
 /// # Errors
 /// When the embedding model cannot be loaded or the indexes cannot be opened.
-pub(crate) async fn open(
+pub async fn open(
     config: &Config,
     store: Arc<dyn Store>,
 ) -> Result<Arc<Knowledge>, KnowledgeError> {

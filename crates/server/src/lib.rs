@@ -10,6 +10,8 @@ mod auth;
 mod error;
 mod extract;
 mod knowledge;
+
+pub use knowledge::open as open_knowledge;
 mod observe;
 mod routes;
 mod sse;

@@ -1,0 +1,131 @@
+//! The analyzer for mixed Chinese/English text: jieba's search-mode cut (which also splits
+//! runs of Latin letters and digits into words), punctuation- and space-only tokens dropped,
+//! then lowercasing and English (Snowball) stemming.
+//!
+//! The same analyzer runs at indexing and at query time, so a Chinese query produces exactly
+//! the terms its documents were indexed under (the classic bug of a whitespace query parser
+//! over jieba-indexed text scores every Chinese query 0).
+
+use std::sync::LazyLock;
+
+use ::tantivy::tokenizer::{
+    Language, LowerCaser, RemoveLongFilter, Stemmer, TextAnalyzer, Token, TokenStream, Tokenizer,
+};
+use jieba_rs::{Jieba, TokenizeMode};
+
+/// The name the analyzer is registered under in the index's tokenizer manager.
+pub(super) const ANALYZER_NAME: &str = "landfall_zh_en";
+
+/// Tokens longer than this (in bytes) are dropped: they are base64 blobs or URLs, not words.
+const MAX_TOKEN_BYTES: usize = 64;
+
+/// jieba's dictionary takes ~100 ms to load; one copy serves every index of the process.
+static JIEBA: LazyLock<Jieba> = LazyLock::new(Jieba::new);
+
+/// Builds the analyzer: jieba cut, drop long tokens, lowercase, English stemming.
+pub(super) fn analyzer() -> TextAnalyzer {
+    TextAnalyzer::builder(JiebaTokenizer)
+        .filter(RemoveLongFilter::limit(MAX_TOKEN_BYTES))
+        .filter(LowerCaser)
+        .filter(Stemmer::new(Language::English))
+        .build()
+}
+
+/// The analyzed terms of `text`, in order, with duplicates.
+pub(super) fn terms(analyzer: &mut TextAnalyzer, text: &str) -> Vec<String> {
+    let mut stream = analyzer.token_stream(text);
+    let mut terms = Vec::new();
+    while stream.advance() {
+        terms.push(stream.token().text.clone());
+    }
+    terms
+}
+
+/// A tantivy tokenizer over jieba-rs in search mode (words plus their dictionary sub-words,
+/// which gives recall on partial Chinese queries). Tokens without any letter or digit
+/// (spaces, punctuation) are skipped.
+#[derive(Clone, Copy, Debug, Default)]
+pub(super) struct JiebaTokenizer;
+
+/// The tokens of one text, cut eagerly (jieba's API returns a `Vec` anyway).
+pub(super) struct JiebaTokenStream {
+    tokens: std::vec::IntoIter<Token>,
+    current: Token,
+}
+
+impl Tokenizer for JiebaTokenizer {
+    type TokenStream<'a> = JiebaTokenStream;
+
+    fn token_stream<'a>(&'a mut self, text: &'a str) -> JiebaTokenStream {
+        let base = text.as_ptr() as usize;
+        let tokens: Vec<Token> = JIEBA
+            .tokenize(text, TokenizeMode::Search, true)
+            .into_iter()
+            .filter(|token| token.word.chars().any(char::is_alphanumeric))
+            .enumerate()
+            .map(|(position, token)| {
+                // jieba's words are subslices of `text`, so their byte offsets are their
+                // address differences.
+                let offset_from = (token.word.as_ptr() as usize).saturating_sub(base);
+                Token {
+                    offset_from,
+                    offset_to: offset_from + token.word.len(),
+                    position,
+                    text: token.word.to_string(),
+                    position_length: 1,
+                }
+            })
+            .collect();
+        JiebaTokenStream {
+            tokens: tokens.into_iter(),
+            current: Token::default(),
+        }
+    }
+}
+
+impl TokenStream for JiebaTokenStream {
+    fn advance(&mut self) -> bool {
+        match self.tokens.next() {
+            Some(token) => {
+                self.current = token;
+                true
+            }
+            None => false,
+        }
+    }
+
+    fn token(&self) -> &Token {
+        &self.current
+    }
+
+    fn token_mut(&mut self) -> &mut Token {
+        &mut self.current
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn chinese_and_english_are_cut_lowercased_and_stemmed() {
+        let mut analyzer = analyzer();
+        let terms = terms(&mut analyzer, "我们的Running Dogs在北京大学，跑步！");
+        assert!(terms.contains(&"run".to_string()), "{terms:?}");
+        assert!(terms.contains(&"dog".to_string()), "{terms:?}");
+        assert!(terms.contains(&"北京".to_string()), "{terms:?}");
+        assert!(terms.contains(&"北京大学".to_string()), "{terms:?}");
+        assert!(
+            terms.iter().all(|t| t.chars().any(char::is_alphanumeric)),
+            "{terms:?}"
+        );
+        assert!(!terms.iter().any(|t| t.trim().is_empty()), "{terms:?}");
+    }
+
+    #[test]
+    fn punctuation_only_text_has_no_terms() {
+        let mut analyzer = analyzer();
+        assert!(terms(&mut analyzer, " ，。!?:\" AND ").len() == 1);
+        assert!(terms(&mut analyzer, " ，。!?:\"  ").is_empty());
+    }
+}
