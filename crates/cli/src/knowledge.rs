@@ -31,7 +31,9 @@ async fn open(config_path: Option<&Path>) -> anyhow::Result<Arc<Knowledge>> {
         .context("cannot open the store")?;
     landfall_server::open_knowledge(&config, store)
         .await
-        .context("cannot open the knowledge bases (is `landfall serve` running on the same index_dir?)")
+        .context(
+            "cannot open the knowledge bases (is `landfall serve` running on the same index_dir?)",
+        )
 }
 
 /// Every file under `paths`, folders walked recursively, in name order.
@@ -39,8 +41,8 @@ fn files_under(paths: &[PathBuf]) -> anyhow::Result<Vec<PathBuf>> {
     let mut files = Vec::new();
     let mut pending: Vec<PathBuf> = paths.iter().rev().cloned().collect();
     while let Some(path) = pending.pop() {
-        let metadata = std::fs::metadata(&path)
-            .with_context(|| format!("cannot read {}", path.display()))?;
+        let metadata =
+            std::fs::metadata(&path).with_context(|| format!("cannot read {}", path.display()))?;
         if metadata.is_dir() {
             let mut entries: Vec<PathBuf> = std::fs::read_dir(&path)
                 .with_context(|| format!("cannot list {}", path.display()))?
@@ -201,7 +203,11 @@ async fn replace_older_versions(
         };
         for file in files {
             if file.filename == name && file.id != keep {
-                if knowledge.get_store_file(tenant, store_id, &file.id).await.is_ok() {
+                if knowledge
+                    .get_store_file(tenant, store_id, &file.id)
+                    .await
+                    .is_ok()
+                {
                     knowledge.delete_file(tenant, &file.id).await?;
                 }
             }
@@ -249,13 +255,21 @@ pub(crate) fn search(
             println!("no results");
         }
         for (rank, hit) in results.hits.iter().enumerate() {
-            let page = hit.page.map(|page| format!(", page {page}")).unwrap_or_default();
+            let page = hit
+                .page
+                .map(|page| format!(", page {page}"))
+                .unwrap_or_default();
             let heading = if hit.heading_path.is_empty() {
                 String::new()
             } else {
                 format!(" — {}", hit.heading_path.join(" › "))
             };
-            println!("[{}] {:.3} {}{page}{heading}", rank + 1, hit.score, hit.filename);
+            println!(
+                "[{}] {:.3} {}{page}{heading}",
+                rank + 1,
+                hit.score,
+                hit.filename
+            );
             let snippet: String = hit.text.chars().take(240).collect();
             println!("    {}", snippet.replace('\n', " "));
         }

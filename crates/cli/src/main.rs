@@ -115,8 +115,10 @@ enum Command {
         config: Option<PathBuf>,
     },
     /// Search a knowledge base.
-    #[command(after_help = "Examples:\n  landfall search --kb manuals \"how do I reset the pump\"\n  \
-                            landfall search --kb hr --mode keyword -n 3 --json \"报销流程\"")]
+    #[command(
+        after_help = "Examples:\n  landfall search --kb manuals \"how do I reset the pump\"\n  \
+                            landfall search --kb hr --mode keyword -n 3 --json \"报销流程\""
+    )]
     Search {
         query: String,
         #[arg(long)]
@@ -145,10 +147,12 @@ enum Command {
 enum EvalCommand {
     /// nDCG@10, Recall@10, Recall@100 and MRR@10 of BM25, vector and hybrid search, with a
     /// character-unigram BM25 baseline, and ingest and query timings.
-    #[command(after_help = "Examples:\n  landfall eval retrieval --dataset data/ir/cisi\n  \
+    #[command(
+        after_help = "Examples:\n  landfall eval retrieval --dataset data/ir/cisi\n  \
                             landfall eval retrieval --dataset data/ir/rgb-zh --dataset data/ir/cisi \\\n      \
                             --embedder ~/models/all-MiniLM-L6-v2 --json\n\n\
-                            A dataset folder holds corpus.jsonl, queries.jsonl and qrels/test.tsv.")]
+                            A dataset folder holds corpus.jsonl, queries.jsonl and qrels/test.tsv."
+    )]
     Retrieval {
         #[arg(long = "dataset", required = true)]
         datasets: Vec<PathBuf>,

@@ -1,5 +1,5 @@
-use landfall_storage::StoreError;
 use landfall_retrieval::IndexError;
+use landfall_storage::StoreError;
 
 /// A knowledge-base failure, classed by what the caller may do about it.
 #[derive(Debug, thiserror::Error)]

@@ -78,9 +78,10 @@ pub async fn evaluate_dataset(
     let started = Instant::now();
     let corpus = std::mem::take(&mut data.corpus);
     let documents = corpus.len();
-    let (chunks, chunk_docs) = tokio::task::spawn_blocking(move || chunk_corpus(&corpus, tokenizer.as_ref()))
-        .await
-        .map_err(|error| KnowledgeError::Unavailable(error.to_string()))??;
+    let (chunks, chunk_docs) =
+        tokio::task::spawn_blocking(move || chunk_corpus(&corpus, tokenizer.as_ref()))
+            .await
+            .map_err(|error| KnowledgeError::Unavailable(error.to_string()))??;
     let keyword_dir = work_dir.join("keyword");
     let keyword = tokio::task::spawn_blocking(move || TantivyKeywordIndex::open(&keyword_dir))
         .await
@@ -89,7 +90,8 @@ pub async fn evaluate_dataset(
         keyword.add(batch).await?;
     }
     keyword.commit(1).await?;
-    let unigram = UnigramBm25::build(&chunks);
+    let unigram = UnigramBm25::build(&chunks, unigram_terms);
+    let whitespace = UnigramBm25::build(&chunks, whitespace_terms);
     let index_seconds = started.elapsed().as_secs_f64();
 
     let started = Instant::now();
@@ -121,11 +123,27 @@ pub async fn evaluate_dataset(
         let keyword_hits = keyword
             .search(&stores, &query.text, None, CANDIDATE_CHUNKS)
             .await?;
-        runs.entry("bm25").or_default().record(&query.id, &keyword_hits, &chunk_docs, started);
+        runs.entry("bm25")
+            .or_default()
+            .record(&query.id, &keyword_hits, &chunk_docs, started);
+
+        let started = Instant::now();
+        let whitespace_hits = whitespace.search(&query.text, CANDIDATE_CHUNKS);
+        runs.entry("bm25_whitespace").or_default().record(
+            &query.id,
+            &whitespace_hits,
+            &chunk_docs,
+            started,
+        );
 
         let started = Instant::now();
         let unigram_hits = unigram.search(&query.text, CANDIDATE_CHUNKS);
-        runs.entry("bm25_unigram").or_default().record(&query.id, &unigram_hits, &chunk_docs, started);
+        runs.entry("bm25_unigram").or_default().record(
+            &query.id,
+            &unigram_hits,
+            &chunk_docs,
+            started,
+        );
 
         let Some(embedder) = &embedder else { continue };
         let started = Instant::now();
@@ -134,9 +152,13 @@ pub async fn evaluate_dataset(
             .await?
             .pop()
             .unwrap_or_default();
-        let vector_hits = vectors.search(&stores, &vector, None, CANDIDATE_CHUNKS).await?;
+        let vector_hits = vectors
+            .search(&stores, &vector, None, CANDIDATE_CHUNKS)
+            .await?;
         let vector_elapsed = started.elapsed();
-        runs.entry("vector").or_default().record(&query.id, &vector_hits, &chunk_docs, started);
+        runs.entry("vector")
+            .or_default()
+            .record(&query.id, &vector_hits, &chunk_docs, started);
 
         let started = Instant::now();
         let fused: Vec<Hit> = fuse(
@@ -147,7 +169,10 @@ pub async fn evaluate_dataset(
             CANDIDATE_CHUNKS,
         )
         .into_iter()
-        .map(|(hit, ..)| Hit { id: hit.id, score: hit.score })
+        .map(|(hit, ..)| Hit {
+            id: hit.id,
+            score: hit.score,
+        })
         .collect();
         // Hybrid time: both retrievals plus fusion.
         let keyword_ms = runs
@@ -163,8 +188,16 @@ pub async fn evaluate_dataset(
     }
 
     let mut modes = Vec::new();
-    for mode in ["bm25_unigram", "bm25", "vector", "hybrid"] {
-        let Some(run) = runs.get_mut(mode) else { continue };
+    for mode in [
+        "bm25_whitespace",
+        "bm25_unigram",
+        "bm25",
+        "vector",
+        "hybrid",
+    ] {
+        let Some(run) = runs.get_mut(mode) else {
+            continue;
+        };
         let at_10: Metrics = evaluate(&data.qrels_for(&run.rankings), &run.rankings, 10);
         let at_100 = evaluate(&data.qrels_for(&run.rankings), &run.rankings, 100);
         run.latencies_ms.sort_by(f64::total_cmp);
@@ -194,12 +227,16 @@ pub async fn evaluate_dataset(
 }
 
 trait QrelsFor {
-    fn qrels_for(&self, rankings: &HashMap<String, Vec<String>>) -> landfall_retrieval::eval::Qrels;
+    fn qrels_for(&self, rankings: &HashMap<String, Vec<String>>)
+    -> landfall_retrieval::eval::Qrels;
 }
 
 impl QrelsFor for landfall_retrieval::eval::BeirDataset {
     /// The judgements of the queries that were run (all of them, or the first `max_queries`).
-    fn qrels_for(&self, rankings: &HashMap<String, Vec<String>>) -> landfall_retrieval::eval::Qrels {
+    fn qrels_for(
+        &self,
+        rankings: &HashMap<String, Vec<String>>,
+    ) -> landfall_retrieval::eval::Qrels {
         self.qrels
             .iter()
             .filter(|(query, _)| rankings.contains_key(*query))
@@ -216,7 +253,8 @@ struct Run {
 
 impl Run {
     fn record(&mut self, query: &str, hits: &[Hit], chunk_docs: &[String], started: Instant) {
-        self.latencies_ms.push(started.elapsed().as_secs_f64() * 1000.0);
+        self.latencies_ms
+            .push(started.elapsed().as_secs_f64() * 1000.0);
         let mut seen = HashSet::new();
         let ranking = hits
             .iter()
@@ -273,32 +311,38 @@ fn chunk_corpus(
     Ok((chunks, docs))
 }
 
-/// BM25 (k1 = 1.2, b = 0.75) over single characters (letters and digits runs stay words):
-/// the baseline a search engine without a Chinese segmenter gives.
+/// Plain BM25 (k1 = 1.2, b = 0.75) over the terms of a baseline tokenizer: single characters
+/// (letter and digit runs stay words), what a search engine without a Chinese segmenter
+/// gives, or whitespace-separated words.
 struct UnigramBm25 {
+    terms: fn(&str) -> Vec<String>,
     postings: HashMap<String, Vec<(u32, u32)>>,
     lengths: Vec<u32>,
     average_length: f32,
 }
 
 impl UnigramBm25 {
-    fn build(chunks: &[IndexedChunk]) -> Self {
+    fn build(chunks: &[IndexedChunk], terms: fn(&str) -> Vec<String>) -> Self {
         let mut postings: HashMap<String, Vec<(u32, u32)>> = HashMap::new();
         let mut lengths = Vec::with_capacity(chunks.len());
         for (index, chunk) in chunks.iter().enumerate() {
-            let terms = unigram_terms(&chunk.text);
-            lengths.push(terms.len() as u32);
+            let chunk_terms = terms(&chunk.text);
+            lengths.push(chunk_terms.len() as u32);
             let mut counts: HashMap<String, u32> = HashMap::new();
-            for term in terms {
+            for term in chunk_terms {
                 *counts.entry(term).or_default() += 1;
             }
             for (term, count) in counts {
-                postings.entry(term).or_default().push((index as u32, count));
+                postings
+                    .entry(term)
+                    .or_default()
+                    .push((index as u32, count));
             }
         }
         let average_length =
             lengths.iter().map(|&l| l as f32).sum::<f32>() / lengths.len().max(1) as f32;
         Self {
+            terms,
             postings,
             lengths,
             average_length,
@@ -309,26 +353,42 @@ impl UnigramBm25 {
         let (k1, b) = (1.2_f32, 0.75_f32);
         let total = self.lengths.len() as f32;
         let mut scores: HashMap<u32, f32> = HashMap::new();
-        let terms: HashSet<String> = unigram_terms(query).into_iter().collect();
+        let terms: HashSet<String> = (self.terms)(query).into_iter().collect();
         for term in terms {
-            let Some(list) = self.postings.get(&term) else { continue };
+            let Some(list) = self.postings.get(&term) else {
+                continue;
+            };
             let frequency = list.len() as f32;
             let idf = ((total - frequency + 0.5) / (frequency + 0.5) + 1.0).ln();
             for &(doc, count) in list {
                 let length = self.lengths[doc as usize] as f32;
                 let tf = count as f32;
-                let norm = tf * (k1 + 1.0) / (tf + k1 * (1.0 - b + b * length / self.average_length));
+                let norm =
+                    tf * (k1 + 1.0) / (tf + k1 * (1.0 - b + b * length / self.average_length));
                 *scores.entry(doc).or_default() += idf * norm;
             }
         }
         let mut hits: Vec<Hit> = scores
             .into_iter()
-            .map(|(doc, score)| Hit { id: i64::from(doc), score })
+            .map(|(doc, score)| Hit {
+                id: i64::from(doc),
+                score,
+            })
             .collect();
         hits.sort_by(|a, b| b.score.total_cmp(&a.score).then(a.id.cmp(&b.id)));
         hits.truncate(limit);
         hits
     }
+}
+
+fn whitespace_terms(text: &str) -> Vec<String> {
+    text.split_whitespace()
+        .map(|word| {
+            word.trim_matches(|c: char| !c.is_alphanumeric())
+                .to_lowercase()
+        })
+        .filter(|word| !word.is_empty())
+        .collect()
 }
 
 fn unigram_terms(text: &str) -> Vec<String> {
@@ -355,7 +415,14 @@ mod tests {
             attributes: Map::new(),
             vector: Vec::new(),
         };
-        let index = UnigramBm25::build(&[chunk(0, "天气很好"), chunk(1, "医疗费用报销"), chunk(2, "pump seal")]);
+        let index = UnigramBm25::build(
+            &[
+                chunk(0, "天气很好"),
+                chunk(1, "医疗费用报销"),
+                chunk(2, "pump seal"),
+            ],
+            unigram_terms,
+        );
         let hits = index.search("报销费用", 10);
         assert_eq!(hits[0].id, 1);
         assert_eq!(index.search("Pump", 10)[0].id, 2);

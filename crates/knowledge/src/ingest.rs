@@ -121,8 +121,8 @@ impl Pipeline {
         let limits = self.limits.clone();
         let filename = file.filename.clone();
         let chunks = tokio::task::spawn_blocking(move || {
-            let document = landfall_documents::parse(&filename, &content, &limits)
-                .map_err(Failure::parse)?;
+            let document =
+                landfall_documents::parse(&filename, &content, &limits).map_err(Failure::parse)?;
             let options = ChunkingOptions {
                 max_tokens: chunking.max_tokens,
                 overlap_tokens: chunking.overlap_tokens,

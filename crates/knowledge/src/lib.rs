@@ -159,7 +159,10 @@ impl Knowledge {
     async fn resume(&self) -> Result<(), KnowledgeError> {
         let pending = self.store.pending_ingests(100_000).await?;
         if !pending.is_empty() {
-            tracing::info!(files = pending.len(), "resuming ingestions left in progress");
+            tracing::info!(
+                files = pending.len(),
+                "resuming ingestions left in progress"
+            );
         }
         for file in pending {
             self.enqueue(&file.store_id, &file.file_id);
@@ -624,7 +627,10 @@ impl Knowledge {
         files: Vec<Attachment>,
     ) -> Result<(BatchRecord, FileCounts), KnowledgeError> {
         if files.is_empty() {
-            return Err(KnowledgeError::invalid("file_ids", "file_ids must not be empty"));
+            return Err(KnowledgeError::invalid(
+                "file_ids",
+                "file_ids must not be empty",
+            ));
         }
         self.get_store(tenant_id, store_id).await?;
         for file in &files {
@@ -640,7 +646,10 @@ impl Knowledge {
         };
         self.store.create_batch(&batch).await?;
         for file in files {
-            match self.attach(tenant_id, store_id, file, Some(&batch.id)).await {
+            match self
+                .attach(tenant_id, store_id, file, Some(&batch.id))
+                .await
+            {
                 Ok(_) | Err(KnowledgeError::Conflict { .. }) => {}
                 Err(error) => return Err(error),
             }
@@ -750,7 +759,9 @@ impl Knowledge {
             }
         }
         if use_vectors {
-            vector_lists = self.vector_search(store_ids, request, &queries, limit).await?;
+            vector_lists = self
+                .vector_search(store_ids, request, &queries, limit)
+                .await?;
         }
         let fused = search::fuse(
             &keyword_lists,
@@ -808,7 +819,9 @@ impl Knowledge {
         let mut hits = Vec::with_capacity(fused.len());
         for (hit, keyword, vector) in fused {
             // A chunk removed since the index answered is left out.
-            let Some(stored) = chunks.remove(&hit.id) else { continue };
+            let Some(stored) = chunks.remove(&hit.id) else {
+                continue;
+            };
             if !filenames.contains_key(&stored.file_id) {
                 let name = match self.store.get_file(tenant_id, &stored.file_id).await? {
                     Some(file) => file.filename,
@@ -909,4 +922,3 @@ async fn open_vector(config: &KnowledgeConfig) -> Result<Arc<dyn VectorIndex>, K
         ),
     })
 }
-

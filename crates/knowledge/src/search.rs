@@ -288,13 +288,22 @@ mod tests {
 
     #[test]
     fn rrf_scores_are_scaled_to_one_for_a_unanimous_first_place() {
-        let fused = fuse(&[hits(&[1, 2])], &[hits(&[1, 3])], FusionMethod::Rrf, 0.0, 10);
+        let fused = fuse(
+            &[hits(&[1, 2])],
+            &[hits(&[1, 3])],
+            FusionMethod::Rrf,
+            0.0,
+            10,
+        );
         assert_eq!(fused[0].0.id, 1);
         assert!((fused[0].0.score - 1.0).abs() < 1e-6);
         let (_, keyword, vector) = &fused[0];
         assert_eq!(keyword.map(|k| k.rank), Some(1));
         assert_eq!(vector.map(|v| v.rank), Some(1));
-        let third = fused.iter().find(|(hit, ..)| hit.id == 3).unwrap_or_else(|| unreachable!());
+        let third = fused
+            .iter()
+            .find(|(hit, ..)| hit.id == 3)
+            .unwrap_or_else(|| unreachable!());
         assert!(third.1.is_none() && third.2.is_some());
     }
 
@@ -302,7 +311,13 @@ mod tests {
     fn threshold_and_limit_apply_after_fusion() {
         let fused = fuse(&[hits(&[1, 2, 3, 4])], &[], FusionMethod::Rrf, 0.0, 2);
         assert_eq!(fused.len(), 2);
-        let strict = fuse(&[hits(&[1, 2])], &[hits(&[3, 4])], FusionMethod::Rrf, 0.9, 10);
+        let strict = fuse(
+            &[hits(&[1, 2])],
+            &[hits(&[3, 4])],
+            FusionMethod::Rrf,
+            0.9,
+            10,
+        );
         assert!(strict.is_empty(), "no chunk is first in both lists");
     }
 
@@ -315,7 +330,10 @@ mod tests {
             0.0,
             10,
         );
-        assert_eq!(fused.iter().map(|(hit, ..)| hit.id).collect::<Vec<_>>(), [3, 2, 1]);
+        assert_eq!(
+            fused.iter().map(|(hit, ..)| hit.id).collect::<Vec<_>>(),
+            [3, 2, 1]
+        );
     }
 
     #[test]

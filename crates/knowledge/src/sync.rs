@@ -79,7 +79,11 @@ impl Indexes {
                 vector.commit(last).await?;
                 applied.1 = last;
             }
-            tracing::debug!(checkpoint = last, changes = changes.len(), "indexes caught up");
+            tracing::debug!(
+                checkpoint = last,
+                changes = changes.len(),
+                "indexes caught up"
+            );
         }
     }
 
@@ -134,9 +138,7 @@ impl Indexes {
         keyword: Option<&Arc<dyn KeywordIndex>>,
         vector: Option<&Arc<dyn VectorIndex>>,
     ) -> Result<(), KnowledgeError> {
-        let stored = store
-            .file_chunks(&change.store_id, &change.file_id)
-            .await?;
+        let stored = store.file_chunks(&change.store_id, &change.file_id).await?;
         if stored.is_empty() {
             return Ok(());
         }

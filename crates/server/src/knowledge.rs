@@ -34,7 +34,11 @@ pub async fn open(
             })
             .await
             .map_err(|error| KnowledgeError::Unavailable(error.to_string()))??;
-            tracing::info!(model = embedder.model_id(), dimensions = embedder.dimensions(), "embedding model loaded");
+            tracing::info!(
+                model = embedder.model_id(),
+                dimensions = embedder.dimensions(),
+                "embedding model loaded"
+            );
             Some(Arc::new(embedder))
         }
     };

@@ -241,7 +241,10 @@ pub fn router(state: AppState) -> Router {
             "/vector_stores/{id}/file_batches/{batch_id}/files",
             get(routes::vector_stores::batch_files),
         )
-        .route("/vector_stores/{id}/search", post(routes::vector_stores::search))
+        .route(
+            "/vector_stores/{id}/search",
+            post(routes::vector_stores::search),
+        )
         .route_layer(axum::middleware::from_fn_with_state(
             state.clone(),
             auth::require_key,

@@ -92,12 +92,18 @@ pub(crate) async fn upload(
     Ok(json_response(&file_json(&record)))
 }
 
-fn multipart_error(error: &axum::extract::multipart::MultipartError, limit_bytes: usize) -> ApiError {
+fn multipart_error(
+    error: &axum::extract::multipart::MultipartError,
+    limit_bytes: usize,
+) -> ApiError {
     if error.status() == http::StatusCode::PAYLOAD_TOO_LARGE {
         ApiError::PayloadTooLarge { limit_bytes }
     } else {
         ApiError::MalformedJson {
-            detail: format!("the multipart body could not be read: {}", error.body_text()),
+            detail: format!(
+                "the multipart body could not be read: {}",
+                error.body_text()
+            ),
         }
     }
 }
@@ -125,7 +131,9 @@ pub(crate) async fn retrieve(
     Extension(principal): Extension<Principal>,
     Path(id): Path<String>,
 ) -> Result<Response, ApiError> {
-    let file = knowledge(&state)?.get_file(&principal.tenant.id, &id).await?;
+    let file = knowledge(&state)?
+        .get_file(&principal.tenant.id, &id)
+        .await?;
     Ok(json_response(&file_json(&file)))
 }
 

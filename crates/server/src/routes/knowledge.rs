@@ -71,7 +71,10 @@ pub(crate) fn list_page(params: &HashMap<String, String>) -> Result<(Page, bool)
             param: "before",
         });
     }
-    let after = params.get("after").filter(|after| !after.is_empty()).cloned();
+    let after = params
+        .get("after")
+        .filter(|after| !after.is_empty())
+        .cloned();
     Ok((Page { limit, after }, descending))
 }
 

@@ -14,9 +14,7 @@ use landfall_knowledge::{
     SearchRequest, StoreView,
 };
 use landfall_retrieval::Filter;
-use landfall_storage::{
-    BatchRecord, FileCounts, IngestStatus, StoreFileQuery, StoreFileRecord,
-};
+use landfall_storage::{BatchRecord, FileCounts, IngestStatus, StoreFileQuery, StoreFileRecord};
 use serde::Deserialize;
 use serde_json::{Map, Value, json};
 
@@ -386,7 +384,9 @@ pub(crate) async fn delete(
 ) -> Result<Response, ApiError> {
     let knowledge = knowledge(&state)?;
     allowed_store(knowledge, &principal, &store_id).await?;
-    knowledge.delete_store(&principal.tenant.id, &store_id).await?;
+    knowledge
+        .delete_store(&principal.tenant.id, &store_id)
+        .await?;
     Ok(json_response(
         &json!({"id": store_id, "object": "vector_store.deleted", "deleted": true}),
     ))

@@ -21,7 +21,13 @@ async fn knowledge_server(dir: &std::path::Path, embedder: &str) -> Landfall {
 }
 
 impl Landfall {
-    async fn call(&self, method: reqwest::Method, path: &str, key: &str, body: Option<Value>) -> (u16, Value) {
+    async fn call(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        key: &str,
+        body: Option<Value>,
+    ) -> (u16, Value) {
         let mut request = self.client.request(method, self.url(path));
         if !key.is_empty() {
             request = request.bearer_auth(key);
@@ -39,13 +45,17 @@ impl Landfall {
     }
 
     async fn post(&self, path: &str, key: &str, body: Value) -> (u16, Value) {
-        self.call(reqwest::Method::POST, path, key, Some(body)).await
+        self.call(reqwest::Method::POST, path, key, Some(body))
+            .await
     }
 
     async fn upload(&self, key: &str, name: &str, bytes: Vec<u8>) -> (u16, Value) {
         let form = reqwest::multipart::Form::new()
             .text("purpose", "assistants")
-            .part("file", reqwest::multipart::Part::bytes(bytes).file_name(name.to_owned()));
+            .part(
+                "file",
+                reqwest::multipart::Part::bytes(bytes).file_name(name.to_owned()),
+            );
         let mut request = self.client.post(self.url("/v1/files")).multipart(form);
         if !key.is_empty() {
             request = request.bearer_auth(key);
@@ -65,12 +75,17 @@ impl Landfall {
     async fn settled(&self, key: &str, store_id: &str) -> Value {
         let deadline = Instant::now() + Duration::from_secs(60);
         loop {
-            let (status, store) = self.get(&format!("/v1/vector_stores/{store_id}"), key).await;
+            let (status, store) = self
+                .get(&format!("/v1/vector_stores/{store_id}"), key)
+                .await;
             assert_eq!(status, 200, "{store}");
             if store["file_counts"]["in_progress"] == 0 {
                 return store;
             }
-            assert!(Instant::now() < deadline, "ingestion did not finish: {store}");
+            assert!(
+                Instant::now() < deadline,
+                "ingestion did not finish: {store}"
+            );
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
     }
@@ -86,11 +101,23 @@ impl Landfall {
 
     async fn tenant_key(&self, tenant: &str, scopes: Value) -> String {
         let (status, body) = self
-            .call(reqwest::Method::POST, "/admin/v1/tenants", ADMIN_KEY, Some(json!({"id": tenant, "name": tenant})))
+            .call(
+                reqwest::Method::POST,
+                "/admin/v1/tenants",
+                ADMIN_KEY,
+                Some(json!({"id": tenant, "name": tenant})),
+            )
             .await;
         assert_eq!(status, 201, "{body}");
         let key = json!({"tenant_id": tenant, "name": "k", "scopes": scopes});
-        let (status, body) = self.call(reqwest::Method::POST, "/admin/v1/keys", ADMIN_KEY, Some(key)).await;
+        let (status, body) = self
+            .call(
+                reqwest::Method::POST,
+                "/admin/v1/keys",
+                ADMIN_KEY,
+                Some(key),
+            )
+            .await;
         assert_eq!(status, 201, "{body}");
         body["secret"].as_str().unwrap().to_owned()
     }
@@ -108,11 +135,19 @@ async fn files_ingest_in_every_text_format_and_search_cites_them() {
     let dir = tempfile::tempdir().unwrap();
     let landfall = knowledge_server(dir.path(), "").await;
 
-    let manual = landfall.upload_ok("", "pump.md", MANUAL_MD.as_bytes().to_vec()).await;
+    let manual = landfall
+        .upload_ok("", "pump.md", MANUAL_MD.as_bytes().to_vec())
+        .await;
     let (gbk, _, _) = encoding_rs::GBK.encode(POLICY_ZH);
-    let policy = landfall.upload_ok("", "policy-gbk.txt", gbk.into_owned()).await;
+    let policy = landfall
+        .upload_ok("", "policy-gbk.txt", gbk.into_owned())
+        .await;
     let csv = landfall
-        .upload_ok("", "parts.csv", b"part,price\nimpeller seal,12.50\nanchor bolt,0.80\n".to_vec())
+        .upload_ok(
+            "",
+            "parts.csv",
+            b"part,price\nimpeller seal,12.50\nanchor bolt,0.80\n".to_vec(),
+        )
         .await;
     let html = landfall
         .upload_ok(
@@ -123,10 +158,20 @@ async fn files_ingest_in_every_text_format_and_search_cites_them() {
                 .to_vec(),
         )
         .await;
-    let junk = landfall.upload_ok("", "firmware.bin", vec![0x7f, b'E', b'L', b'F', 2, 1, 1, 0, 0, 0xff, 0xfe]).await;
+    let junk = landfall
+        .upload_ok(
+            "",
+            "firmware.bin",
+            vec![0x7f, b'E', b'L', b'F', 2, 1, 1, 0, 0, 0xff, 0xfe],
+        )
+        .await;
 
     let (status, store) = landfall
-        .post("/v1/vector_stores", "", json!({"name": "manuals", "metadata": {"team": "support"}}))
+        .post(
+            "/v1/vector_stores",
+            "",
+            json!({"name": "manuals", "metadata": {"team": "support"}}),
+        )
         .await;
     assert_eq!(status, 200, "{store}");
     let store_id = store["id"].as_str().unwrap().to_owned();
@@ -138,7 +183,11 @@ async fn files_ingest_in_every_text_format_and_search_cites_them() {
         {"file_id": csv}, {"file_id": html}, {"file_id": junk}
     ]});
     let (status, created) = landfall
-        .post(&format!("/v1/vector_stores/{store_id}/file_batches"), "", batch)
+        .post(
+            &format!("/v1/vector_stores/{store_id}/file_batches"),
+            "",
+            batch,
+        )
         .await;
     assert_eq!(status, 200, "{created}");
     assert_eq!(created["object"], "vector_store.file_batch");
@@ -155,17 +204,29 @@ async fn files_ingest_in_every_text_format_and_search_cites_them() {
     assert_eq!(failed["last_error"]["code"], "unsupported_file", "{failed}");
     let batch_id = created["id"].as_str().unwrap();
     let (_, batch) = landfall
-        .get(&format!("/v1/vector_stores/{store_id}/file_batches/{batch_id}"), "")
+        .get(
+            &format!("/v1/vector_stores/{store_id}/file_batches/{batch_id}"),
+            "",
+        )
         .await;
     assert_eq!(batch["status"], "completed", "{batch}");
 
     // English, with the heading path and offsets to cite.
     let hits = landfall
-        .search("", &store_id, json!({"query": "how often to replace the impeller seal"}))
+        .search(
+            "",
+            &store_id,
+            json!({"query": "how often to replace the impeller seal"}),
+        )
         .await;
     assert_eq!(hits[0]["file_id"], manual.as_str(), "{hits:?}");
     assert_eq!(hits[0]["filename"], "pump.md");
-    assert!(hits[0]["content"][0]["text"].as_str().unwrap().contains("2000 operating hours"));
+    assert!(
+        hits[0]["content"][0]["text"]
+            .as_str()
+            .unwrap()
+            .contains("2000 operating hours")
+    );
     let heading_path = hits[0]["landfall"]["heading_path"].to_string();
     assert!(heading_path.contains("Maintenance"), "{heading_path}");
     assert!(hits[0]["landfall"]["keyword"]["rank"] == 1);
@@ -173,15 +234,33 @@ async fn files_ingest_in_every_text_format_and_search_cites_them() {
     assert!(score > 0.0 && score <= 1.0, "{score}");
 
     // Chinese from a GBK file: decoded, segmented, found.
-    let hits = landfall.search("", &store_id, json!({"query": "医疗费用怎么报销"})).await;
+    let hits = landfall
+        .search("", &store_id, json!({"query": "医疗费用怎么报销"}))
+        .await;
     assert_eq!(hits[0]["file_id"], policy.as_str(), "{hits:?}");
-    assert!(hits[0]["content"][0]["text"].as_str().unwrap().contains("发票原件"));
+    assert!(
+        hits[0]["content"][0]["text"]
+            .as_str()
+            .unwrap()
+            .contains("发票原件")
+    );
 
     // Records and HTML main text; scripts and navigation left out.
-    let hits = landfall.search("", &store_id, json!({"query": "anchor bolt price"})).await;
+    let hits = landfall
+        .search("", &store_id, json!({"query": "anchor bolt price"}))
+        .await;
     assert_eq!(hits[0]["file_id"], csv.as_str());
-    let hits = landfall.search("", &store_id, json!({"query": "tracking SECRET Home About"})).await;
-    assert!(hits.iter().all(|hit| hit["file_id"] != html.as_str()), "{hits:?}");
+    let hits = landfall
+        .search(
+            "",
+            &store_id,
+            json!({"query": "tracking SECRET Home About"}),
+        )
+        .await;
+    assert!(
+        hits.iter().all(|hit| hit["file_id"] != html.as_str()),
+        "{hits:?}"
+    );
 
     // Filters are pushed down; max_num_results is respected.
     let filtered = landfall
@@ -193,7 +272,10 @@ async fn files_ingest_in_every_text_format_and_search_cites_them() {
         )
         .await;
     assert!(!filtered.is_empty() && filtered.len() <= 2);
-    assert!(filtered.iter().all(|hit| hit["file_id"] == policy.as_str()), "{filtered:?}");
+    assert!(
+        filtered.iter().all(|hit| hit["file_id"] == policy.as_str()),
+        "{filtered:?}"
+    );
 
     // Attributes can change; the index follows at once.
     let (status, _) = landfall
@@ -205,24 +287,45 @@ async fn files_ingest_in_every_text_format_and_search_cites_them() {
         .await;
     assert_eq!(status, 200);
     let refiltered = landfall
-        .search("", &store_id, json!({"query": "报销", "filters": {"type": "eq", "key": "product", "value": "hr"}}))
+        .search(
+            "",
+            &store_id,
+            json!({"query": "报销", "filters": {"type": "eq", "key": "product", "value": "hr"}}),
+        )
         .await;
     assert!(refiltered.is_empty(), "{refiltered:?}");
 
     // Chunks of a file, in order, with offsets.
     let (status, chunks) = landfall
-        .get(&format!("/v1/vector_stores/{store_id}/files/{manual}/chunks"), "")
+        .get(
+            &format!("/v1/vector_stores/{store_id}/files/{manual}/chunks"),
+            "",
+        )
         .await;
     assert_eq!(status, 200);
     assert!(!chunks["data"].as_array().unwrap().is_empty());
 
     // Deleting a file removes it from search.
-    let (status, deleted) = landfall.call(reqwest::Method::DELETE, &format!("/v1/files/{manual}"), "", None).await;
+    let (status, deleted) = landfall
+        .call(
+            reqwest::Method::DELETE,
+            &format!("/v1/files/{manual}"),
+            "",
+            None,
+        )
+        .await;
     assert_eq!((status, &deleted["deleted"]), (200, &json!(true)));
     let hits = landfall
-        .search("", &store_id, json!({"query": "impeller seal operating hours"}))
+        .search(
+            "",
+            &store_id,
+            json!({"query": "impeller seal operating hours"}),
+        )
         .await;
-    assert!(hits.iter().all(|hit| hit["file_id"] != manual.as_str()), "{hits:?}");
+    assert!(
+        hits.iter().all(|hit| hit["file_id"] != manual.as_str()),
+        "{hits:?}"
+    );
     let (status, _) = landfall.get(&format!("/v1/files/{manual}"), "").await;
     assert_eq!(status, 404);
 }
@@ -243,12 +346,20 @@ async fn bad_requests_get_clear_errors() {
         .unwrap();
     assert_eq!(response.status().as_u16(), 415);
 
-    let (_, store) = landfall.post("/v1/vector_stores", "", json!({"name": "s"})).await;
+    let (_, store) = landfall
+        .post("/v1/vector_stores", "", json!({"name": "s"}))
+        .await;
     let store_id = store["id"].as_str().unwrap();
     for (body, param) in [
         (json!({"query": ""}), "query"),
-        (json!({"query": "x", "max_num_results": 0}), "max_num_results"),
-        (json!({"query": "x", "ranking_options": {"mode": "vector"}}), "ranking_options.mode"),
+        (
+            json!({"query": "x", "max_num_results": 0}),
+            "max_num_results",
+        ),
+        (
+            json!({"query": "x", "ranking_options": {"mode": "vector"}}),
+            "ranking_options.mode",
+        ),
     ] {
         let (status, error) = landfall
             .post(&format!("/v1/vector_stores/{store_id}/search"), "", body)
@@ -273,7 +384,10 @@ async fn bad_requests_get_clear_errors() {
         .await;
     assert_eq!(status, 400, "{error}");
     let (status, error) = landfall.get("/v1/files?limit=1000", "").await;
-    assert_eq!((status, error["error"]["param"].as_str()), (400, Some("limit")));
+    assert_eq!(
+        (status, error["error"]["param"].as_str()),
+        (400, Some("limit"))
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -293,59 +407,137 @@ async fn keys_see_only_their_tenants_files_and_the_stores_their_scope_allows() {
     assert_eq!(status, 201, "{body}");
     let narrow = body["secret"].as_str().unwrap().to_owned();
 
-    let file = landfall.upload_ok(&alice, "secret.md", b"# Plans\n\nThe launch date is May 5.".to_vec()).await;
-    let (_, private) = landfall.post("/v1/vector_stores", &alice, json!({"name": "private", "file_ids": [file]})).await;
-    let (_, public) = landfall.post("/v1/vector_stores", &alice, json!({"name": "public", "file_ids": [file]})).await;
+    let file = landfall
+        .upload_ok(
+            &alice,
+            "secret.md",
+            b"# Plans\n\nThe launch date is May 5.".to_vec(),
+        )
+        .await;
+    let (_, private) = landfall
+        .post(
+            "/v1/vector_stores",
+            &alice,
+            json!({"name": "private", "file_ids": [file]}),
+        )
+        .await;
+    let (_, public) = landfall
+        .post(
+            "/v1/vector_stores",
+            &alice,
+            json!({"name": "public", "file_ids": [file]}),
+        )
+        .await;
     let private_id = private["id"].as_str().unwrap();
     let public_id = public["id"].as_str().unwrap();
     landfall.settled(&alice, private_id).await;
     landfall.settled(&alice, public_id).await;
 
     // Another tenant: nothing exists.
-    assert_eq!(landfall.get(&format!("/v1/files/{file}"), &bob).await.0, 404);
-    assert_eq!(landfall.get(&format!("/v1/files/{file}/content"), &bob).await.0, 404);
-    assert_eq!(landfall.get(&format!("/v1/vector_stores/{private_id}"), &bob).await.0, 404);
+    assert_eq!(
+        landfall.get(&format!("/v1/files/{file}"), &bob).await.0,
+        404
+    );
+    assert_eq!(
+        landfall
+            .get(&format!("/v1/files/{file}/content"), &bob)
+            .await
+            .0,
+        404
+    );
+    assert_eq!(
+        landfall
+            .get(&format!("/v1/vector_stores/{private_id}"), &bob)
+            .await
+            .0,
+        404
+    );
     let (status, _) = landfall
-        .post(&format!("/v1/vector_stores/{private_id}/search"), &bob, json!({"query": "launch"}))
+        .post(
+            &format!("/v1/vector_stores/{private_id}/search"),
+            &bob,
+            json!({"query": "launch"}),
+        )
         .await;
     assert_eq!(status, 404);
     let (_, listed) = landfall.get("/v1/files", &bob).await;
     assert_eq!(listed["data"], json!([]));
     let (_, listed) = landfall.get("/v1/vector_stores", &bob).await;
     assert_eq!(listed["data"], json!([]));
-    let (status, _) = landfall.call(reqwest::Method::DELETE, &format!("/v1/files/{file}"), &bob, None).await;
+    let (status, _) = landfall
+        .call(
+            reqwest::Method::DELETE,
+            &format!("/v1/files/{file}"),
+            &bob,
+            None,
+        )
+        .await;
     assert_eq!(status, 404);
 
     // A key scoped to `public`: only that store.
-    let hits = landfall.search(&narrow, public_id, json!({"query": "launch date"})).await;
+    let hits = landfall
+        .search(&narrow, public_id, json!({"query": "launch date"}))
+        .await;
     assert_eq!(hits.len(), 1);
     let (status, error) = landfall
-        .post(&format!("/v1/vector_stores/{private_id}/search"), &narrow, json!({"query": "launch"}))
+        .post(
+            &format!("/v1/vector_stores/{private_id}/search"),
+            &narrow,
+            json!({"query": "launch"}),
+        )
         .await;
     assert_eq!(status, 403, "{error}");
     let (_, listed) = landfall.get("/v1/vector_stores", &narrow).await;
-    let names: Vec<&str> = listed["data"].as_array().unwrap().iter().map(|s| s["name"].as_str().unwrap()).collect();
+    let names: Vec<&str> = listed["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["name"].as_str().unwrap())
+        .collect();
     assert_eq!(names, ["public"]);
 
     // The owner sees both.
     let (_, listed) = landfall.get("/v1/vector_stores?order=asc", &alice).await;
     assert_eq!(listed["data"].as_array().unwrap().len(), 2);
-    let (status, content) = landfall.client.get(landfall.url(&format!("/v1/files/{file}/content"))).bearer_auth(&alice).send().await.map(|r| (r.status().as_u16(), r)).unwrap();
+    let (status, content) = landfall
+        .client
+        .get(landfall.url(&format!("/v1/files/{file}/content")))
+        .bearer_auth(&alice)
+        .send()
+        .await
+        .map(|r| (r.status().as_u16(), r))
+        .unwrap();
     assert_eq!(status, 200);
-    assert_eq!(content.text().await.unwrap(), "# Plans\n\nThe launch date is May 5.");
+    assert_eq!(
+        content.text().await.unwrap(),
+        "# Plans\n\nThe launch date is May 5."
+    );
 }
 
 /// With the real MiniLM model: vector and hybrid search find a paraphrase BM25 cannot.
 #[tokio::test(flavor = "multi_thread")]
 async fn hybrid_search_with_a_local_embedder_finds_paraphrases() {
-    let Some(model) = landfall_models::test_support::minilm_dir().unwrap_or_else(|missing| panic!("{missing}")) else {
+    let Some(model) =
+        landfall_models::test_support::minilm_dir().unwrap_or_else(|missing| panic!("{missing}"))
+    else {
         return;
     };
     let dir = tempfile::tempdir().unwrap();
-    let embedder = format!("[knowledge.embedder]\ntype = \"local\"\nmodel = {:?}\n", model);
+    let embedder = format!(
+        "[knowledge.embedder]\ntype = \"local\"\nmodel = {:?}\n",
+        model
+    );
     let landfall = knowledge_server(dir.path(), &embedder).await;
-    let file = landfall.upload_ok("", "pump.md", MANUAL_MD.as_bytes().to_vec()).await;
-    let (_, store) = landfall.post("/v1/vector_stores", "", json!({"name": "m", "file_ids": [file]})).await;
+    let file = landfall
+        .upload_ok("", "pump.md", MANUAL_MD.as_bytes().to_vec())
+        .await;
+    let (_, store) = landfall
+        .post(
+            "/v1/vector_stores",
+            "",
+            json!({"name": "m", "file_ids": [file]}),
+        )
+        .await;
     let store_id = store["id"].as_str().unwrap();
     let store = landfall.settled("", store_id).await;
     assert_eq!(store["file_counts"]["completed"], 1, "{store}");
@@ -354,10 +546,19 @@ async fn hybrid_search_with_a_local_embedder_finds_paraphrases() {
     // No shared keyword with the manual's installation section.
     let query = json!({"query": "fastening the machine to the floor", "ranking_options": {"mode": "vector"}});
     let hits = landfall.search("", store_id, query).await;
-    assert!(hits[0]["content"][0]["text"].as_str().unwrap().contains("anchor bolts"), "{hits:?}");
+    assert!(
+        hits[0]["content"][0]["text"]
+            .as_str()
+            .unwrap()
+            .contains("anchor bolts"),
+        "{hits:?}"
+    );
     assert!(hits[0]["landfall"]["vector"]["score"].as_f64().unwrap() > 0.2);
     let hybrid = landfall
         .search("", store_id, json!({"query": "winter housing", "ranking_options": {"fusion": "weighted", "vector_weight": 0.3}}))
         .await;
-    assert!(hybrid[0]["landfall"]["keyword"].is_object() && hybrid[0]["landfall"]["vector"].is_object(), "{hybrid:?}");
+    assert!(
+        hybrid[0]["landfall"]["keyword"].is_object() && hybrid[0]["landfall"]["vector"].is_object(),
+        "{hybrid:?}"
+    );
 }
