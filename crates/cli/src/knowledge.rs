@@ -29,7 +29,7 @@ async fn open(config_path: Option<&Path>) -> anyhow::Result<Arc<Knowledge>> {
     let store = landfall_governance::open_store(&config)
         .await
         .context("cannot open the store")?;
-    landfall_server::open_knowledge(&config, store)
+    landfall_server::open_knowledge(&config, store, None)
         .await
         .context(
             "cannot open the knowledge bases (is `landfall serve` running on the same index_dir?)",
@@ -202,14 +202,14 @@ async fn replace_older_versions(
             return Ok(());
         };
         for file in files {
-            if file.filename == name && file.id != keep {
-                if knowledge
+            if file.filename == name
+                && file.id != keep
+                && knowledge
                     .get_store_file(tenant, store_id, &file.id)
                     .await
                     .is_ok()
-                {
-                    knowledge.delete_file(tenant, &file.id).await?;
-                }
+            {
+                knowledge.delete_file(tenant, &file.id).await?;
             }
         }
         page.after = Some(last);

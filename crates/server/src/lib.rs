@@ -118,7 +118,13 @@ impl AppState {
         let governance = Governance::start_with_store(config, store.clone()).await?;
         let state = Self::new(config, governance, store.clone())?;
         if config.knowledge.enabled {
-            let knowledge = knowledge::open(config, store).await?;
+            let rewriter = config.knowledge.search.rewrite_model.clone().map(|model| {
+                Arc::new(knowledge::GatewayRewriter {
+                    state: Arc::downgrade(&state.inner),
+                    model,
+                }) as Arc<dyn landfall_knowledge::Rewriter>
+            });
+            let knowledge = knowledge::open(config, store, rewriter).await?;
             state.serve_knowledge(knowledge);
         }
         Ok(state)

@@ -8,6 +8,7 @@
 )]
 
 mod audit;
+mod knowledge;
 mod manage;
 mod metrics;
 mod replicas;

@@ -541,7 +541,7 @@ async fn hybrid_search_with_a_local_embedder_finds_paraphrases() {
     let store_id = store["id"].as_str().unwrap();
     let store = landfall.settled("", store_id).await;
     assert_eq!(store["file_counts"]["completed"], 1, "{store}");
-    assert_eq!(store["landfall"]["embedding_model"].is_string(), true);
+    assert!(store["landfall"]["embedding_model"].is_string());
 
     // No shared keyword with the manual's installation section.
     let query = json!({"query": "fastening the machine to the floor", "ranking_options": {"mode": "vector"}});
@@ -560,5 +560,66 @@ async fn hybrid_search_with_a_local_embedder_finds_paraphrases() {
     assert!(
         hybrid[0]["landfall"]["keyword"].is_object() && hybrid[0]["landfall"]["vector"].is_object(),
         "{hybrid:?}"
+    );
+}
+
+/// `rewrite_query`, HyDE and RAG-Fusion call `knowledge.search.rewrite_model` through the
+/// gateway; without one configured they are refused clearly.
+#[tokio::test(flavor = "multi_thread")]
+async fn query_rewriting_goes_through_the_gateway() {
+    let upstream = landfall_testkit::MockUpstream::start(landfall_testkit::Script::new()).await;
+    let dir = tempfile::tempdir().unwrap();
+    let config = format!(
+        "[knowledge]\nindex_dir = {:?}\n[knowledge.search]\nrewrite_model = \"chat\"\n{}\
+         [models.chat]\ntargets = [{{ provider = \"mock\" }}]\n",
+        dir.path().join("index"),
+        crate::harness::provider("mock", &upstream.base_url(), "")
+    );
+    let landfall = start(&config).await;
+    let file = landfall
+        .upload_ok("", "pump.md", MANUAL_MD.as_bytes().to_vec())
+        .await;
+    let (_, store) = landfall
+        .post(
+            "/v1/vector_stores",
+            "",
+            json!({"name": "m", "file_ids": [file]}),
+        )
+        .await;
+    let store_id = store["id"].as_str().unwrap();
+    landfall.settled("", store_id).await;
+    let (status, page) = landfall
+        .post(
+            &format!("/v1/vector_stores/{store_id}/search"),
+            "",
+            json!({"query": "impeller seal", "rewrite_query": true, "fusion_queries": 2}),
+        )
+        .await;
+    assert_eq!(status, 200, "{page}");
+    // The mock answers `echo: <input>`: the rewrite and one fusion query come from it.
+    let queries = page["search_query"].as_array().unwrap();
+    assert!(queries[0].as_str().unwrap().starts_with("echo:"), "{page}");
+    assert_eq!(queries.len(), 3, "the rewrite and two fusion lines: {page}");
+    assert!(!page["data"].as_array().unwrap().is_empty(), "{page}");
+    assert_eq!(upstream.requests().len(), 2);
+
+    let dir = tempfile::tempdir().unwrap();
+    let plain = knowledge_server(dir.path(), "").await;
+    let (_, store) = plain
+        .post("/v1/vector_stores", "", json!({"name": "m"}))
+        .await;
+    let (status, error) = plain
+        .post(
+            &format!("/v1/vector_stores/{}/search", store["id"].as_str().unwrap()),
+            "",
+            json!({"query": "x", "hyde": true}),
+        )
+        .await;
+    assert_eq!(status, 400, "{error}");
+    assert!(
+        error["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("rewrite_model")
     );
 }
