@@ -46,6 +46,7 @@ async fn start(upstream: &MockUpstream) -> Server {
     let child = Command::new(BIN)
         .args(["serve", "--config"])
         .arg(&config)
+        .env("LANDFALL__KNOWLEDGE__ENABLED", "false")
         .stderr(Stdio::null())
         .spawn()
         .unwrap();
@@ -251,6 +252,7 @@ async fn restart(server: &mut Server) {
     server.child = Command::new(BIN)
         .args(["serve", "--config"])
         .arg(&server.config)
+        .env("LANDFALL__KNOWLEDGE__ENABLED", "false")
         .stderr(Stdio::null())
         .spawn()
         .unwrap();

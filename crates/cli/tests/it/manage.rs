@@ -153,6 +153,7 @@ fn an_unreachable_postgres_at_start_is_a_clear_error() {
     let output = Command::new(BIN)
         .args(["serve", "--listen", "127.0.0.1:0", "--config"])
         .arg(&config)
+        .env("LANDFALL__KNOWLEDGE__ENABLED", "false")
         .output()
         .unwrap();
     assert!(started.elapsed() < std::time::Duration::from_secs(15));
@@ -184,6 +185,7 @@ fn an_unreachable_redis_at_start_is_a_clear_error() {
     let output = Command::new(BIN)
         .args(["serve", "--listen", "127.0.0.1:0", "--config"])
         .arg(&config)
+        .env("LANDFALL__KNOWLEDGE__ENABLED", "false")
         .output()
         .unwrap();
     assert_eq!(output.status.code(), Some(1));

@@ -23,6 +23,7 @@ async fn metrics_can_have_their_own_listener() {
     let mut child = Command::new(BIN)
         .args(["serve", "--config"])
         .arg(&config)
+        .env("LANDFALL__KNOWLEDGE__ENABLED", "false")
         .stderr(Stdio::null())
         .spawn()
         .unwrap();

@@ -526,6 +526,7 @@ impl Replicas {
             let mut child = Command::new(BIN)
                 .args(["serve", "--listen", "127.0.0.1:0", "--config"])
                 .arg(config)
+                .env("LANDFALL__KNOWLEDGE__ENABLED", "false")
                 .env("LANDFALL_LOG", "info")
                 .env_remove("LANDFALL_CONFIG")
                 .stdout(Stdio::null())

@@ -30,6 +30,7 @@ async fn sigterm_lets_an_in_flight_stream_finish() {
     let mut child = Command::new(BIN)
         .args(["serve", "--config"])
         .arg(&config)
+        .env("LANDFALL__KNOWLEDGE__ENABLED", "false")
         .stderr(Stdio::null())
         .spawn()
         .unwrap();

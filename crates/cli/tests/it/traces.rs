@@ -276,6 +276,7 @@ impl Landfall {
         let child = Command::new(BIN)
             .args(["serve", "--config"])
             .arg(&config)
+            .env("LANDFALL__KNOWLEDGE__ENABLED", "false")
             .env("LANDFALL_LOG", "info")
             .env_remove("LANDFALL_CONFIG")
             .stderr(std::fs::File::create(&log).unwrap())

@@ -35,6 +35,10 @@ pub async fn start(config: &str) -> Landfall {
     if !text.contains("[shedding]") {
         text.push_str("\n[shedding]\nenabled = false\n");
     }
+    if !text.contains("[knowledge]") {
+        let index = data.path().join("index");
+        text.push_str(&format!("\n[knowledge]\nindex_dir = {index:?}\n"));
+    }
     if !text.contains("[storage.metadata]") {
         let path = data.path().join("landfall.db");
         text.push_str(&format!(

@@ -58,29 +58,43 @@ impl Tokenizer for JiebaTokenizer {
 
     fn token_stream<'a>(&'a mut self, text: &'a str) -> JiebaTokenStream {
         let base = text.as_ptr() as usize;
-        let tokens: Vec<Token> = JIEBA
-            .tokenize(text, TokenizeMode::Search, true)
-            .into_iter()
-            .filter(|token| token.word.chars().any(char::is_alphanumeric))
-            .enumerate()
-            .map(|(position, token)| {
-                // jieba's words are subslices of `text`, so their byte offsets are their
-                // address differences.
-                let offset_from = (token.word.as_ptr() as usize).saturating_sub(base);
-                Token {
-                    offset_from,
-                    offset_to: offset_from + token.word.len(),
-                    position,
-                    text: token.word.to_string(),
-                    position_length: 1,
+        let mut tokens: Vec<Token> = Vec::new();
+        let mut push = |offset_from: usize, word: &str| {
+            tokens.push(Token {
+                offset_from,
+                offset_to: offset_from + word.len(),
+                position: tokens.len(),
+                text: word.to_owned(),
+                position_length: 1,
+            });
+        };
+        for token in JIEBA.tokenize(text, TokenizeMode::Search, true) {
+            let word = token.word;
+            if !word.chars().any(char::is_alphanumeric) {
+                continue;
+            }
+            // jieba's words are subslices of `text`, so their byte offsets are their address
+            // differences.
+            let offset_from = (word.as_ptr() as usize).saturating_sub(base);
+            push(offset_from, word);
+            // Chinese words are also indexed character by character: a query whose words
+            // jieba cuts differently from the document's still matches, which measured better
+            // than words alone on rgb-zh (docs/benchmarks.md).
+            if word.chars().nth(1).is_some() && word.chars().all(is_cjk) {
+                for (index, character) in word.char_indices() {
+                    push(offset_from + index, &word[index..index + character.len_utf8()]);
                 }
-            })
-            .collect();
+            }
+        }
         JiebaTokenStream {
             tokens: tokens.into_iter(),
             current: Token::default(),
         }
     }
+}
+
+fn is_cjk(character: char) -> bool {
+    matches!(character, '\u{3400}'..='\u{4DBF}' | '\u{4E00}'..='\u{9FFF}' | '\u{F900}'..='\u{FAFF}' | '\u{20000}'..='\u{2FA1F}')
 }
 
 impl TokenStream for JiebaTokenStream {
