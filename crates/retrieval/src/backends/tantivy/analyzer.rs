@@ -82,7 +82,10 @@ impl Tokenizer for JiebaTokenizer {
             // than words alone on rgb-zh (docs/benchmarks.md).
             if word.chars().nth(1).is_some() && word.chars().all(is_cjk) {
                 for (index, character) in word.char_indices() {
-                    push(offset_from + index, &word[index..index + character.len_utf8()]);
+                    push(
+                        offset_from + index,
+                        &word[index..index + character.len_utf8()],
+                    );
                 }
             }
         }
