@@ -16,6 +16,7 @@ use landfall_providers::ChatStream;
 use landfall_types::ChatRequest;
 
 use crate::extract::JsonBody;
+use crate::routes::grounding;
 use crate::routes::{json_response, rate_limit_headers, served_headers};
 use crate::{ApiError, AppState, CACHE_HEADER, SHED_HEADER, sse};
 
@@ -52,6 +53,7 @@ async fn serve(
     let governance = state.governance();
     let gateway = state.gateway();
     governance.authorize_model(principal, &request.model)?;
+    let sources = grounding::ground(state, principal, &mut request).await?;
     let shed = governance.shed(&mut request)?;
     if let Some(Shed::Capped(bound)) = shed {
         log.shed_capped(bound);
@@ -96,8 +98,12 @@ async fn serve(
         let served = gateway.chat_stream(&request).await?;
         log.served(&served.target, served.attempts, served.upstream);
         let ended = log.clone();
+        let upstream = match sources {
+            Some(sources) => grounding::annotate_stream(served.value, sources),
+            None => served.value,
+        };
         let stream = governance.govern_stream(
-            keep_stream_text(served.value, log),
+            keep_stream_text(upstream, log),
             admission,
             ServedStream {
                 target: served.target.clone(),
@@ -116,7 +122,10 @@ async fn serve(
         served_headers(&mut response, &served.target, served.attempts);
         response
     } else {
-        let served = gateway.chat(&request).await?;
+        let mut served = gateway.chat(&request).await?;
+        if let Some(sources) = &sources {
+            grounding::annotate(&mut served.value, sources);
+        }
         log.served(&served.target, served.attempts, served.upstream);
         let usage = served.value.usage.as_ref().map_or_else(
             || {

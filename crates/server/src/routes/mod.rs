@@ -1,6 +1,7 @@
 pub(crate) mod chat;
 pub(crate) mod embeddings;
 pub(crate) mod files;
+pub(crate) mod grounding;
 pub(crate) mod health;
 pub(crate) mod knowledge;
 pub(crate) mod metrics;

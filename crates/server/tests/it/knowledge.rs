@@ -623,3 +623,79 @@ async fn query_rewriting_goes_through_the_gateway() {
             .contains("rewrite_model")
     );
 }
+
+/// A chat completion with the `knowledge` extension answers from the store's chunks and
+/// cites them: the sources reach the model in a system message, `[n]` markers in the answer
+/// become `file_citation` annotations, streaming included.
+#[tokio::test(flavor = "multi_thread")]
+async fn grounded_chat_answers_cite_their_sources() {
+    use landfall_testkit::{MockUpstream, Reply, Script};
+    let answer = "Replace the impeller seal every 2000 hours [1].";
+    let upstream = MockUpstream::start(Script::new().chat([
+        Reply::Text(answer.to_owned()),
+        Reply::Text(answer.to_owned()),
+    ]))
+    .await;
+    let dir = tempfile::tempdir().unwrap();
+    let config = format!(
+        "[knowledge]\nindex_dir = {:?}\n{}[models.chat]\ntargets = [{{ provider = \"mock\" }}]\n",
+        dir.path().join("index"),
+        crate::harness::provider("mock", &upstream.base_url(), "")
+    );
+    let landfall = start(&config).await;
+    let file = landfall
+        .upload_ok("", "pump.md", MANUAL_MD.as_bytes().to_vec())
+        .await;
+    let (_, store) = landfall
+        .post(
+            "/v1/vector_stores",
+            "",
+            json!({"name": "m", "file_ids": [file]}),
+        )
+        .await;
+    let store_id = store["id"].as_str().unwrap().to_owned();
+    landfall.settled("", &store_id).await;
+
+    let body = json!({
+        "model": "chat",
+        "messages": [{"role": "user", "content": "How often is the impeller seal replaced?"}],
+        "knowledge": {"vector_store_ids": [store_id], "max_num_results": 2}
+    });
+    let response = landfall.chat(body.clone()).await;
+    assert_eq!(response.status(), 200);
+    let completion: Value = response.json().await.unwrap();
+    let annotation = &completion["choices"][0]["message"]["annotations"][0];
+    assert_eq!(annotation["type"], "file_citation", "{completion}");
+    assert_eq!(annotation["file_citation"]["file_id"], file.as_str());
+    assert_eq!(annotation["file_citation"]["start_index"], 43);
+    assert_eq!(completion["landfall"]["sources"][0]["filename"], "pump.md");
+    // The model saw the numbered sources in a system message, and not the extension.
+    let sent = &upstream.requests()[0].body;
+    let system = sent["messages"][0]["content"].as_str().unwrap();
+    assert!(
+        system.starts_with("You answer questions using only the numbered sources"),
+        "{system}"
+    );
+    assert!(
+        system.contains("[1] pump.md") && system.contains("2000 operating hours"),
+        "{system}"
+    );
+    assert!(sent.get("knowledge").is_none());
+
+    let mut streamed = body;
+    streamed["stream"] = json!(true);
+    let text = landfall.chat(streamed).await.text().await.unwrap();
+    let events = crate::harness::sse_data(&text);
+    assert_eq!(events.last().map(String::as_str), Some("[DONE]"));
+    let last: Value = serde_json::from_str(&events[events.len() - 2]).unwrap();
+    assert_eq!(
+        last["choices"][0]["delta"]["annotations"][0]["file_citation"]["file_id"],
+        file.as_str(),
+        "{text}"
+    );
+
+    let (status, error) = landfall
+        .post("/v1/chat/completions", "", json!({"model": "chat", "messages": [{"role": "user", "content": "x"}], "knowledge": {"vector_store_ids": ["vs_missing"]}}))
+        .await;
+    assert_eq!(status, 404, "{error}");
+}
