@@ -4,6 +4,7 @@ file batches) and ``vector_stores.search``, including a per-file error and citat
 from __future__ import annotations
 
 import io
+import time
 
 import openai
 import pytest
@@ -81,3 +82,24 @@ def test_files_vector_stores_and_search(client: openai.OpenAI, landfall: Landfal
     with pytest.raises(openai.NotFoundError):
         client.vector_stores.retrieve(vector_store_id=store.id)
     assert client.files.delete(policy.id).deleted
+
+
+def test_grounded_chat_completion_cites_the_store(client: openai.OpenAI) -> None:
+    manual = client.files.create(file=("pump-care.md", io.BytesIO(MANUAL)), purpose="assistants")
+    store = client.vector_stores.create(name="e2e-grounded", file_ids=[manual.id])
+    for _ in range(200):
+        if client.vector_stores.retrieve(store.id).file_counts.in_progress == 0:
+            break
+        time.sleep(0.05)
+    # The mock upstream echoes the last user message, so the "[1]" comes back in the answer.
+    completion = client.chat.completions.create(
+        model="chat",
+        messages=[{"role": "user", "content": "What does [1] say about the impeller seal?"}],
+        extra_body={"knowledge": {"vector_store_ids": [store.id], "max_num_results": 2}},
+    )
+    message = completion.choices[0].message
+    assert "[1]" in (message.content or "")
+    annotation = message.model_dump()["annotations"][0]
+    assert annotation["type"] == "file_citation"
+    assert annotation["file_citation"]["file_id"] == manual.id
+    assert completion.model_extra["landfall"]["sources"][0]["filename"] == "pump-care.md"
