@@ -23,8 +23,8 @@ pub use knowledge::{
     ChunkingConfig, EmbedderConfig, Fusion, KnowledgeConfig, SearchConfig, VectorIndexConfig,
 };
 pub use model::{
-    Config, HttpSettings, ModelConfig, ProviderConfig, ProviderKind, RoutingConfig, ServerConfig,
-    TargetConfig,
+    Config, HttpSettings, ModelConfig, ModelKnowledge, ProviderConfig, ProviderKind, RoutingConfig,
+    ServerConfig, TargetConfig,
 };
 pub use observability::{AuditBodies, AuditConfig, MetricsAccess, MetricsConfig, TelemetryConfig};
 pub use secret::Secret;

@@ -184,6 +184,19 @@ impl Default for HttpSettings {
 pub struct ModelConfig {
     /// Tried by ascending `priority`; equal priorities share load by `weight`.
     pub targets: Vec<TargetConfig>,
+    /// Ground every chat completion of this alias in these vector stores (ids or names of
+    /// the caller's tenant), as the request's `knowledge` extension would.
+    #[serde(default)]
+    pub knowledge: Option<ModelKnowledge>,
+}
+
+/// Knowledge bases a model alias answers from.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ModelKnowledge {
+    pub vector_store_ids: Vec<String>,
+    #[serde(default)]
+    pub max_num_results: Option<usize>,
 }
 
 #[derive(Debug, Clone, Deserialize)]

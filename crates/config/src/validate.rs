@@ -572,6 +572,20 @@ fn check_model(
     if model.targets.is_empty() {
         errors.push(format!("{path}.targets"), "needs at least one target");
     }
+    if let Some(knowledge) = &model.knowledge {
+        if knowledge.vector_store_ids.is_empty() {
+            errors.push(
+                format!("{path}.knowledge.vector_store_ids"),
+                "must name at least one vector store",
+            );
+        }
+        if knowledge.max_num_results.is_some_and(|n| n == 0 || n > 20) {
+            errors.push(
+                format!("{path}.knowledge.max_num_results"),
+                "must be between 1 and 20",
+            );
+        }
+    }
     for (index, target) in model.targets.iter().enumerate() {
         let target_path = format!("{path}.targets[{index}]");
         if !providers.contains_key(&target.provider) {

@@ -62,6 +62,8 @@ struct Inner {
     knowledge_search: landfall_config::SearchConfig,
     /// Largest `/v1/files` body: the file limit plus room for the multipart envelope.
     upload_limit: usize,
+    /// Model aliases whose chat completions are grounded in knowledge bases.
+    model_knowledge: std::collections::HashMap<String, landfall_config::ModelKnowledge>,
 }
 
 /// Why the server's state could not be built.
@@ -102,6 +104,11 @@ impl AppState {
                 trace_context: std::sync::OnceLock::new(),
                 knowledge: std::sync::OnceLock::new(),
                 knowledge_search: config.knowledge.search.clone(),
+                model_knowledge: config
+                    .models
+                    .iter()
+                    .filter_map(|(name, model)| Some((name.clone(), model.knowledge.clone()?)))
+                    .collect(),
                 upload_limit: usize::try_from(config.knowledge.max_file_bytes)
                     .unwrap_or(usize::MAX)
                     .saturating_add(1 << 20),
@@ -139,6 +146,10 @@ impl AppState {
     #[must_use]
     pub fn knowledge(&self) -> Option<&Knowledge> {
         self.inner.knowledge.get().map(Arc::as_ref)
+    }
+
+    pub(crate) fn model_knowledge(&self, model: &str) -> Option<&landfall_config::ModelKnowledge> {
+        self.inner.model_knowledge.get(model)
     }
 
     pub(crate) fn upload_limit(&self) -> usize {

@@ -1,5 +1,6 @@
 //! Grounded answers: a chat completion with Landfall's `knowledge` extension
-//! (`{"vector_store_ids": [...], "max_num_results": 5, "filters": {...}}`) retrieves from those
+//! (`{"vector_store_ids": [...], "max_num_results": 5, "filters": {...}}`), or to a model alias
+//! configured with `knowledge = { vector_store_ids = [...] }`, retrieves from those
 //! stores with the last user message, puts the numbered sources in a system prompt that asks
 //! for `[n]` citations, and returns the answer with `file_citation` annotations for every
 //! `[n]` it contains (a final chunk carries them when streaming) and every source under
@@ -44,14 +45,23 @@ pub(crate) async fn ground(
     principal: &Principal,
     request: &mut ChatRequest,
 ) -> Result<Option<Vec<SearchHit>>, ApiError> {
-    let Some(options) = request.extra.remove("knowledge") else {
-        return Ok(None);
+    let options = match request.extra.remove("knowledge") {
+        Some(options) => {
+            serde_json::from_value(options).map_err(|error| ApiError::InvalidBody {
+                detail: format!("`knowledge`: {error}"),
+                param: Some("knowledge".to_owned()),
+            })?
+        }
+        None => match state.model_knowledge(&request.model) {
+            Some(bound) => KnowledgeOptions {
+                vector_store_ids: bound.vector_store_ids.clone(),
+                max_num_results: bound.max_num_results,
+                filters: None,
+                score_threshold: None,
+            },
+            None => return Ok(None),
+        },
     };
-    let options: KnowledgeOptions =
-        serde_json::from_value(options).map_err(|error| ApiError::InvalidBody {
-            detail: format!("`knowledge`: {error}"),
-            param: Some("knowledge".to_owned()),
-        })?;
     if options.vector_store_ids.is_empty() {
         return Err(ApiError::InvalidValue {
             message: "`knowledge.vector_store_ids` must name at least one vector store".to_owned(),
@@ -59,8 +69,17 @@ pub(crate) async fn ground(
         });
     }
     let knowledge = knowledge(state)?;
+    let mut store_ids = Vec::with_capacity(options.vector_store_ids.len());
     for store_id in &options.vector_store_ids {
-        let view = knowledge.get_store(&principal.tenant.id, store_id).await?;
+        // An id, or (for aliases bound in the configuration) a name of the caller's tenant.
+        let view = knowledge
+            .find_store(&principal.tenant.id, store_id)
+            .await?
+            .ok_or_else(|| landfall_knowledge::KnowledgeError::NotFound {
+                entity: "vector store",
+                id: store_id.clone(),
+            })?;
+        store_ids.push(view.record.id.clone());
         if !principal.may_use_knowledge_base(&view.record.id)
             && !principal.may_use_knowledge_base(&view.record.name)
         {
@@ -95,7 +114,7 @@ pub(crate) async fn ground(
         fusion_queries: 0,
     };
     let hits = knowledge
-        .search(&principal.tenant.id, &options.vector_store_ids, &search)
+        .search(&principal.tenant.id, &store_ids, &search)
         .await?
         .hits;
     request

@@ -638,7 +638,9 @@ async fn grounded_chat_answers_cite_their_sources() {
     .await;
     let dir = tempfile::tempdir().unwrap();
     let config = format!(
-        "[knowledge]\nindex_dir = {:?}\n{}[models.chat]\ntargets = [{{ provider = \"mock\" }}]\n",
+        "[knowledge]\nindex_dir = {:?}\n{}[models.chat]\ntargets = [{{ provider = \"mock\" }}]\n\
+         [models.support]\ntargets = [{{ provider = \"mock\" }}]\n\
+         knowledge = {{ vector_store_ids = [\"manuals\"] }}\n",
         dir.path().join("index"),
         crate::harness::provider("mock", &upstream.base_url(), "")
     );
@@ -650,7 +652,7 @@ async fn grounded_chat_answers_cite_their_sources() {
         .post(
             "/v1/vector_stores",
             "",
-            json!({"name": "m", "file_ids": [file]}),
+            json!({"name": "manuals", "file_ids": [file]}),
         )
         .await;
     let store_id = store["id"].as_str().unwrap().to_owned();
@@ -692,6 +694,17 @@ async fn grounded_chat_answers_cite_their_sources() {
         last["choices"][0]["delta"]["annotations"][0]["file_citation"]["file_id"],
         file.as_str(),
         "{text}"
+    );
+
+    // An alias bound to the store by name in the configuration grounds without the extension.
+    let response = landfall
+        .chat(json!({"model": "support", "messages": [{"role": "user", "content": "impeller seal?"}]}))
+        .await;
+    let completion: Value = response.json().await.unwrap();
+    assert_eq!(
+        completion["landfall"]["sources"][0]["file_id"],
+        file.as_str(),
+        "{completion}"
     );
 
     let (status, error) = landfall
