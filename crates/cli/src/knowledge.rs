@@ -79,17 +79,16 @@ pub(crate) fn ingest(
     }
     runtime()?.block_on(async {
         let knowledge = open(config_path).await?;
-        let store = match knowledge.find_store(tenant, kb).await? {
-            Some(store) => store,
+        let store_id = match knowledge.find_store(tenant, kb).await? {
+            Some(store) => store.id,
             None => {
                 let new = NewStore {
                     name: kb.to_owned(),
                     ..NewStore::default()
                 };
-                knowledge.create_store(tenant, new).await?
+                knowledge.create_store(tenant, new).await?.record.id
             }
         };
-        let store_id = store.record.id.clone();
         let interactive = std::io::stderr().is_terminal();
         let mut queued = Vec::new();
         let mut unchanged = 0_usize;
@@ -244,7 +243,7 @@ pub(crate) fn search(
             fusion_queries: 0,
         };
         let results = knowledge
-            .search(tenant, std::slice::from_ref(&store.record.id), &request)
+            .search(tenant, std::slice::from_ref(&store.id), &request)
             .await?;
         knowledge.shutdown().await;
         if json {

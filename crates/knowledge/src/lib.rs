@@ -354,12 +354,24 @@ impl Knowledge {
     /// # Errors
     /// [`KnowledgeError::NotFound`].
     pub async fn get_store(&self, tenant_id: &str, id: &str) -> Result<StoreView, KnowledgeError> {
-        let record = self
-            .store
+        let record = self.store_record(tenant_id, id).await?;
+        self.view(record).await
+    }
+
+    /// The store's record without its file counts and usage, for callers that only need it
+    /// to exist (scope checks, the request path).
+    ///
+    /// # Errors
+    /// [`KnowledgeError::NotFound`].
+    pub async fn store_record(
+        &self,
+        tenant_id: &str,
+        id: &str,
+    ) -> Result<VectorStoreRecord, KnowledgeError> {
+        self.store
             .get_vector_store(tenant_id, id)
             .await?
-            .ok_or_else(|| KnowledgeError::not_found("vector store", id))?;
-        self.view(record).await
+            .ok_or_else(|| KnowledgeError::not_found("vector store", id))
     }
 
     async fn view(&self, record: VectorStoreRecord) -> Result<StoreView, KnowledgeError> {
@@ -411,9 +423,9 @@ impl Knowledge {
         &self,
         tenant_id: &str,
         id_or_name: &str,
-    ) -> Result<Option<StoreView>, KnowledgeError> {
+    ) -> Result<Option<VectorStoreRecord>, KnowledgeError> {
         if let Some(record) = self.store.get_vector_store(tenant_id, id_or_name).await? {
-            return Ok(Some(self.view(record).await?));
+            return Ok(Some(record));
         }
         let mut page = PageRequest {
             after: None,
@@ -428,7 +440,7 @@ impl Knowledge {
                 return Ok(None);
             };
             if let Some(record) = records.into_iter().find(|r| r.name == id_or_name) {
-                return Ok(Some(self.view(record).await?));
+                return Ok(Some(record));
             }
             page.after = Some(last);
         }
@@ -446,9 +458,8 @@ impl Knowledge {
         metadata: Option<Map<String, Value>>,
         expires_after: Option<Option<Value>>,
     ) -> Result<StoreView, KnowledgeError> {
-        let view = self.get_store(tenant_id, id).await?;
-        let mut record = view.record;
-        let mut settings = view.settings;
+        let mut record = self.store_record(tenant_id, id).await?;
+        let mut settings = self.settings_of(&record);
         if let Some(name) = name {
             record.name = name;
         }
@@ -492,7 +503,7 @@ impl Knowledge {
         attachment: Attachment,
         batch_id: Option<&str>,
     ) -> Result<StoreFileRecord, KnowledgeError> {
-        let view = self.get_store(tenant_id, store_id).await?;
+        let settings = self.settings_of(&self.store_record(tenant_id, store_id).await?);
         self.get_file(tenant_id, &attachment.file_id).await?;
         check_attributes(&attachment.attributes)?;
         let now = now_millis();
@@ -504,10 +515,7 @@ impl Knowledge {
             status: IngestStatus::InProgress,
             last_error: None,
             attributes: attachment.attributes,
-            chunking: attachment
-                .chunking
-                .unwrap_or(view.settings.chunking)
-                .to_value(),
+            chunking: attachment.chunking.unwrap_or(settings.chunking).to_value(),
             usage_bytes: 0,
             chunk_count: 0,
             created_at: now,
@@ -537,7 +545,7 @@ impl Knowledge {
         store_id: &str,
         file_id: &str,
     ) -> Result<StoreFileRecord, KnowledgeError> {
-        self.get_store(tenant_id, store_id).await?;
+        self.store_record(tenant_id, store_id).await?;
         self.store
             .get_store_file(store_id, file_id)
             .await?
@@ -552,7 +560,7 @@ impl Knowledge {
         store_id: &str,
         query: &StoreFileQuery,
     ) -> Result<Vec<StoreFileRecord>, KnowledgeError> {
-        self.get_store(tenant_id, store_id).await?;
+        self.store_record(tenant_id, store_id).await?;
         Ok(self.store.list_store_files(store_id, query).await?)
     }
 
@@ -591,7 +599,7 @@ impl Knowledge {
         store_id: &str,
         file_id: &str,
     ) -> Result<(), KnowledgeError> {
-        self.get_store(tenant_id, store_id).await?;
+        self.store_record(tenant_id, store_id).await?;
         if !self.store.detach_file(store_id, file_id).await? {
             return Err(KnowledgeError::not_found("vector store file", file_id));
         }
@@ -632,7 +640,7 @@ impl Knowledge {
                 "file_ids must not be empty",
             ));
         }
-        self.get_store(tenant_id, store_id).await?;
+        self.store_record(tenant_id, store_id).await?;
         for file in &files {
             self.get_file(tenant_id, &file.file_id).await?;
             check_attributes(&file.attributes)?;
@@ -665,7 +673,7 @@ impl Knowledge {
         store_id: &str,
         batch_id: &str,
     ) -> Result<(BatchRecord, FileCounts), KnowledgeError> {
-        self.get_store(tenant_id, store_id).await?;
+        self.store_record(tenant_id, store_id).await?;
         self.store
             .get_batch(store_id, batch_id)
             .await?
@@ -682,7 +690,7 @@ impl Knowledge {
         store_id: &str,
         batch_id: &str,
     ) -> Result<(BatchRecord, FileCounts), KnowledgeError> {
-        self.get_store(tenant_id, store_id).await?;
+        self.store_record(tenant_id, store_id).await?;
         if !self.store.cancel_batch(store_id, batch_id).await? {
             return Err(KnowledgeError::not_found("file batch", batch_id));
         }
@@ -714,9 +722,9 @@ impl Knowledge {
         }
         let mut embedded = true;
         for store_id in store_ids {
-            let view = self.get_store(tenant_id, store_id).await?;
-            embedded &= view.settings.embedding_model.is_some()
-                && view.settings.embedding_model.as_deref()
+            let settings = self.settings_of(&self.store_record(tenant_id, store_id).await?);
+            embedded &= settings.embedding_model.is_some()
+                && settings.embedding_model.as_deref()
                     == self.embedder.as_ref().map(|e| e.model_id());
         }
         let use_vectors = match request.mode {

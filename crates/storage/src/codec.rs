@@ -274,16 +274,20 @@ pub(crate) fn page_limit(page: &PageRequest) -> i64 {
     i64::from(limit)
 }
 
-fn saturating_i64(value: u64) -> i64 {
+pub(crate) fn saturating_i64(value: u64) -> i64 {
     i64::try_from(value).unwrap_or(i64::MAX)
 }
 
-fn to_json<T: Serialize>(entity: &'static str, id: &str, value: &T) -> Result<String, StoreError> {
+pub(crate) fn to_json<T: Serialize>(
+    entity: &'static str,
+    id: &str,
+    value: &T,
+) -> Result<String, StoreError> {
     serde_json::to_string(value)
         .map_err(|err| StoreError::Database(format!("cannot encode {entity} `{id}`: {err}")))
 }
 
-fn from_json<T: DeserializeOwned>(
+pub(crate) fn from_json<T: DeserializeOwned>(
     entity: &'static str,
     id: &str,
     column: &str,

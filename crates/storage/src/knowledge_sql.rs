@@ -4,6 +4,7 @@
 
 use serde_json::{Map, Value};
 
+use crate::codec::{from_json as json, saturating_i64 as signed};
 use crate::error::StoreError;
 use crate::knowledge::{
     BatchRecord, Change, ChangeOp, FileRecord, IngestError, IngestStatus, NewChunk,
@@ -207,28 +208,6 @@ pub(crate) fn unsigned(value: i64) -> u64 {
     u64::try_from(value).unwrap_or(0)
 }
 
-pub(crate) fn signed(value: u64) -> i64 {
-    i64::try_from(value).unwrap_or(i64::MAX)
-}
-
-fn json<T: serde::de::DeserializeOwned>(
-    entity: &'static str,
-    id: &str,
-    column: &str,
-    text: &str,
-) -> Result<T, StoreError> {
-    serde_json::from_str(text).map_err(|err| StoreError::Corrupt {
-        entity,
-        id: id.to_owned(),
-        message: format!("column `{column}`: {err}"),
-    })
-}
-
-pub(crate) fn to_text<T: serde::Serialize>(value: &T) -> Result<String, StoreError> {
-    serde_json::to_string(value)
-        .map_err(|err| StoreError::Database(format!("cannot encode a JSON column: {err}")))
-}
-
 pub(crate) const SELECT_FILE: &str =
     "SELECT id, tenant_id, filename, purpose, bytes, sha256, created_at, expires_at FROM files";
 pub(crate) const SELECT_STORE: &str = "SELECT id, tenant_id, name, metadata, settings, \
@@ -266,12 +245,28 @@ impl ChunkColumns {
             page: chunk.page.map(i64::from),
             char_start: signed(chunk.char_start),
             char_end: signed(chunk.char_end),
-            heading_path: to_text(&chunk.heading_path)?,
+            heading_path: crate::codec::to_json("chunk", "(new)", &chunk.heading_path)?,
             token_count: i64::from(chunk.token_count),
             embedding: crate::knowledge::encode_embedding(&chunk.embedding),
         })
     }
 }
+
+/// Appends a change-log entry inside transaction `$tx`; evaluates to its `seq` (as stored).
+macro_rules! append_change {
+    ($tx:expr, $store_id:expr, $file_id:expr, $op:expr) => {
+        sqlx::query_scalar::<_, i64>(
+            "INSERT INTO chunk_changes (store_id, file_id, op) VALUES ($1, $2, $3) RETURNING seq",
+        )
+        .bind($store_id)
+        .bind($file_id)
+        .bind($op.as_str())
+        .fetch_one(&mut *$tx)
+        .await
+        .map_err($crate::codec::db_error)
+    };
+}
+pub(crate) use append_change;
 
 /// Implements [`crate::KnowledgeStore`] for `$store`. Statements built with `format!` join
 /// only the constants above, fixed keywords and placeholders; every value is bound.
@@ -289,7 +284,7 @@ macro_rules! knowledge_store {
                 content: &[u8],
             ) -> Result<(), $crate::StoreError> {
                 use $crate::codec::db_error;
-                use $crate::knowledge_sql::signed;
+                use $crate::codec::saturating_i64 as signed;
                 let mut tx = self.$writer.begin().await.map_err(db_error)?;
                 let inserted = sqlx::query(
                     "INSERT INTO files (id, tenant_id, filename, purpose, bytes, sha256, \
@@ -434,15 +429,12 @@ macro_rules! knowledge_store {
                         .execute(&mut *tx)
                         .await
                         .map_err(db_error)?;
-                    sqlx::query(
-                        "INSERT INTO chunk_changes (store_id, file_id, op) VALUES ($1, $2, $3)",
-                    )
-                    .bind(store_id)
-                    .bind(id)
-                    .bind($crate::knowledge::ChangeOp::Remove.as_str())
-                    .execute(&mut *tx)
-                    .await
-                    .map_err(db_error)?;
+                    $crate::knowledge_sql::append_change!(
+                        tx,
+                        store_id,
+                        id,
+                        $crate::knowledge::ChangeOp::Remove
+                    )?;
                 }
                 tx.commit().await.map_err(db_error)?;
                 Ok(Some(stores))
@@ -452,7 +444,7 @@ macro_rules! knowledge_store {
                 &self,
                 store: &$crate::knowledge::VectorStoreRecord,
             ) -> Result<(), $crate::StoreError> {
-                use $crate::knowledge_sql::to_text;
+                use $crate::codec::to_json;
                 let inserted = sqlx::query(
                     "INSERT INTO vector_stores (id, tenant_id, name, metadata, settings, \
                      created_at, last_active_at, expires_at) \
@@ -461,8 +453,8 @@ macro_rules! knowledge_store {
                 .bind(&store.id)
                 .bind(&store.tenant_id)
                 .bind(&store.name)
-                .bind(to_text(&store.metadata)?)
-                .bind(to_text(&store.settings)?)
+                .bind(to_json("vector store", &store.id, &store.metadata)?)
+                .bind(to_json("vector store", &store.id, &store.settings)?)
                 .bind(store.created_at)
                 .bind(store.last_active_at)
                 .bind(store.expires_at)
@@ -521,7 +513,7 @@ macro_rules! knowledge_store {
                 &self,
                 store: &$crate::knowledge::VectorStoreRecord,
             ) -> Result<bool, $crate::StoreError> {
-                use $crate::knowledge_sql::to_text;
+                use $crate::codec::to_json;
                 let updated = sqlx::query(
                     "UPDATE vector_stores SET name = $3, metadata = $4, settings = $5, \
                      last_active_at = $6, expires_at = $7 WHERE id = $1 AND tenant_id = $2",
@@ -529,8 +521,8 @@ macro_rules! knowledge_store {
                 .bind(&store.id)
                 .bind(&store.tenant_id)
                 .bind(&store.name)
-                .bind(to_text(&store.metadata)?)
-                .bind(to_text(&store.settings)?)
+                .bind(to_json("vector store", &store.id, &store.metadata)?)
+                .bind(to_json("vector store", &store.id, &store.settings)?)
                 .bind(store.last_active_at)
                 .bind(store.expires_at)
                 .execute(&self.$writer)
@@ -564,12 +556,12 @@ macro_rules! knowledge_store {
                         .await
                         .map_err(db_error)?;
                 }
-                sqlx::query("INSERT INTO chunk_changes (store_id, file_id, op) VALUES ($1, '', $2)")
-                    .bind(id)
-                    .bind($crate::knowledge::ChangeOp::RemoveStore.as_str())
-                    .execute(&mut *tx)
-                    .await
-                    .map_err(db_error)?;
+                $crate::knowledge_sql::append_change!(
+                    tx,
+                    id,
+                    "",
+                    $crate::knowledge::ChangeOp::RemoveStore
+                )?;
                 tx.commit().await.map_err(db_error)?;
                 Ok(true)
             }
@@ -601,8 +593,13 @@ macro_rules! knowledge_store {
                 &self,
                 file: &$crate::knowledge::StoreFileRecord,
             ) -> Result<(), $crate::StoreError> {
-                use $crate::knowledge_sql::{signed, to_text};
-                let last_error = file.last_error.as_ref().map(to_text).transpose()?;
+                use $crate::codec::{saturating_i64 as signed, to_json};
+                let entity = "vector store file";
+                let last_error = file
+                    .last_error
+                    .as_ref()
+                    .map(|error| to_json(entity, &file.file_id, error))
+                    .transpose()?;
                 let inserted = sqlx::query(
                     "INSERT INTO vector_store_files (store_id, file_id, tenant_id, batch_id, \
                      status, last_error, attributes, chunking, usage_bytes, chunk_count, \
@@ -616,8 +613,8 @@ macro_rules! knowledge_store {
                 .bind(&file.batch_id)
                 .bind(file.status.as_str())
                 .bind(last_error)
-                .bind(to_text(&file.attributes)?)
-                .bind(to_text(&file.chunking)?)
+                .bind(to_json(entity, &file.file_id, &file.attributes)?)
+                .bind(to_json(entity, &file.file_id, &file.chunking)?)
                 .bind(signed(file.usage_bytes))
                 .bind(signed(file.chunk_count))
                 .bind(file.created_at)
@@ -682,8 +679,13 @@ macro_rules! knowledge_store {
                 &self,
                 file: &$crate::knowledge::StoreFileRecord,
             ) -> Result<bool, $crate::StoreError> {
-                use $crate::knowledge_sql::{signed, to_text};
-                let last_error = file.last_error.as_ref().map(to_text).transpose()?;
+                use $crate::codec::{saturating_i64 as signed, to_json};
+                let entity = "vector store file";
+                let last_error = file
+                    .last_error
+                    .as_ref()
+                    .map(|error| to_json(entity, &file.file_id, error))
+                    .transpose()?;
                 let updated = sqlx::query(
                     "UPDATE vector_store_files SET status = $3, last_error = $4, \
                      attributes = $5, usage_bytes = $6, chunk_count = $7, updated_at = $8 \
@@ -693,7 +695,7 @@ macro_rules! knowledge_store {
                 .bind(&file.file_id)
                 .bind(file.status.as_str())
                 .bind(last_error)
-                .bind(to_text(&file.attributes)?)
+                .bind(to_json(entity, &file.file_id, &file.attributes)?)
                 .bind(signed(file.usage_bytes))
                 .bind(signed(file.chunk_count))
                 .bind(file.updated_at)
@@ -728,13 +730,12 @@ macro_rules! knowledge_store {
                     .execute(&mut *tx)
                     .await
                     .map_err(db_error)?;
-                sqlx::query("INSERT INTO chunk_changes (store_id, file_id, op) VALUES ($1, $2, $3)")
-                    .bind(store_id)
-                    .bind(file_id)
-                    .bind($crate::knowledge::ChangeOp::Remove.as_str())
-                    .execute(&mut *tx)
-                    .await
-                    .map_err(db_error)?;
+                $crate::knowledge_sql::append_change!(
+                    tx,
+                    store_id,
+                    file_id,
+                    $crate::knowledge::ChangeOp::Remove
+                )?;
                 tx.commit().await.map_err(db_error)?;
                 Ok(true)
             }
@@ -896,16 +897,12 @@ macro_rules! knowledge_store {
                     .await
                     .map_err(db_error)?;
                 }
-                let seq: i64 = sqlx::query_scalar(
-                    "INSERT INTO chunk_changes (store_id, file_id, op) VALUES ($1, $2, $3) \
-                     RETURNING seq",
-                )
-                .bind(store_id)
-                .bind(file_id)
-                .bind($crate::knowledge::ChangeOp::Replace.as_str())
-                .fetch_one(&mut *tx)
-                .await
-                .map_err(db_error)?;
+                let seq = $crate::knowledge_sql::append_change!(
+                    tx,
+                    store_id,
+                    file_id,
+                    $crate::knowledge::ChangeOp::Replace
+                )?;
                 tx.commit().await.map_err(db_error)?;
                 Ok($crate::knowledge_sql::unsigned(seq))
             }
@@ -918,16 +915,12 @@ macro_rules! knowledge_store {
                 use $crate::codec::db_error;
                 let mut tx = self.$writer.begin().await.map_err(db_error)?;
                 sqlx::query($order).execute(&mut *tx).await.map_err(db_error)?;
-                let seq: i64 = sqlx::query_scalar(
-                    "INSERT INTO chunk_changes (store_id, file_id, op) VALUES ($1, $2, $3) \
-                     RETURNING seq",
-                )
-                .bind(store_id)
-                .bind(file_id)
-                .bind($crate::knowledge::ChangeOp::Replace.as_str())
-                .fetch_one(&mut *tx)
-                .await
-                .map_err(db_error)?;
+                let seq = $crate::knowledge_sql::append_change!(
+                    tx,
+                    store_id,
+                    file_id,
+                    $crate::knowledge::ChangeOp::Replace
+                )?;
                 tx.commit().await.map_err(db_error)?;
                 Ok($crate::knowledge_sql::unsigned(seq))
             }
@@ -989,7 +982,7 @@ macro_rules! knowledge_store {
                     "SELECT seq, store_id, file_id, op FROM chunk_changes WHERE seq > $1 \
                      ORDER BY seq LIMIT $2",
                 )
-                .bind($crate::knowledge_sql::signed(after))
+                .bind($crate::codec::saturating_i64(after))
                 .bind(i64::from(limit))
                 .fetch_all(&self.$reader)
                 .await

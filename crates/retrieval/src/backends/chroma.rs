@@ -250,30 +250,13 @@ impl ChromaIndex {
 #[async_trait]
 impl VectorIndex for ChromaIndex {
     async fn add(&self, chunks: &[IndexedChunk]) -> Result<(), IndexError> {
-        let Some(first) = chunks.first() else {
+        if chunks.is_empty() {
             return Ok(());
-        };
+        }
         let mut state = self.state.lock().await;
-        let dimensions = state.dimensions.unwrap_or(first.vector.len());
-        if dimensions == 0 {
-            return Err(IndexError::Invalid("an empty vector".to_string()));
-        }
-        if let Some(chunk) = chunks.iter().find(|chunk| chunk.vector.len() != dimensions) {
-            return Err(IndexError::Invalid(format!(
-                "chunk {} has {} dimensions, the index {dimensions}",
-                chunk.id,
-                chunk.vector.len()
-            )));
-        }
-        // Chroma refuses a batch naming an id twice: keep the last copy of each.
-        let mut seen = std::collections::HashSet::with_capacity(chunks.len());
-        let mut batch: Vec<IndexedChunk> = chunks
-            .iter()
-            .rev()
-            .filter(|chunk| seen.insert(chunk.id))
-            .cloned()
-            .collect();
-        batch.reverse();
+        let dimensions = super::batch_dimensions(chunks, state.dimensions)?;
+        // Chroma refuses a batch naming an id twice.
+        let batch = super::last_copy_of_each(chunks);
         state.dimensions = Some(dimensions);
         state.pending.push(Change::Add(batch));
         Ok(())

@@ -302,26 +302,9 @@ impl VectorIndex for PgVectorIndex {
             return Ok(());
         }
         let mut state = self.state.lock().await;
-        let dimensions = state.dimensions.unwrap_or(chunks[0].vector.len());
-        if dimensions == 0 {
-            return Err(IndexError::Invalid("an empty vector".to_string()));
-        }
-        if let Some(chunk) = chunks.iter().find(|chunk| chunk.vector.len() != dimensions) {
-            return Err(IndexError::Invalid(format!(
-                "chunk {} has {} dimensions, the index {dimensions}",
-                chunk.id,
-                chunk.vector.len()
-            )));
-        }
-        // One statement cannot upsert a row twice: keep the last copy of each id.
-        let mut batch: Vec<IndexedChunk> = Vec::with_capacity(chunks.len());
-        let mut seen = std::collections::HashSet::with_capacity(chunks.len());
-        for chunk in chunks.iter().rev() {
-            if seen.insert(chunk.id) {
-                batch.push(chunk.clone());
-            }
-        }
-        batch.reverse();
+        let dimensions = super::batch_dimensions(chunks, state.dimensions)?;
+        // One statement cannot upsert a row twice.
+        let batch = super::last_copy_of_each(chunks);
         state.dimensions = Some(dimensions);
         state.pending.push(Change::Add(batch));
         Ok(())

@@ -204,21 +204,11 @@ impl QdrantIndex {
 #[async_trait]
 impl VectorIndex for QdrantIndex {
     async fn add(&self, chunks: &[IndexedChunk]) -> Result<(), IndexError> {
-        let Some(first) = chunks.first() else {
+        if chunks.is_empty() {
             return Ok(());
-        };
+        }
         let mut state = self.state.lock().await;
-        let dimensions = state.dimensions.unwrap_or(first.vector.len());
-        if dimensions == 0 {
-            return Err(IndexError::Invalid("an empty vector".to_string()));
-        }
-        if let Some(chunk) = chunks.iter().find(|chunk| chunk.vector.len() != dimensions) {
-            return Err(IndexError::Invalid(format!(
-                "chunk {} has {} dimensions, the index {dimensions}",
-                chunk.id,
-                chunk.vector.len()
-            )));
-        }
+        let dimensions = super::batch_dimensions(chunks, state.dimensions)?;
         if let Some(chunk) = chunks.iter().find(|chunk| chunk.id < 0) {
             return Err(IndexError::Invalid(format!(
                 "negative chunk id {}",

@@ -72,22 +72,22 @@ pub(crate) async fn ground(
     let mut store_ids = Vec::with_capacity(options.vector_store_ids.len());
     for store_id in &options.vector_store_ids {
         // An id, or (for aliases bound in the configuration) a name of the caller's tenant.
-        let view = knowledge
+        let store = knowledge
             .find_store(&principal.tenant.id, store_id)
             .await?
             .ok_or_else(|| landfall_knowledge::KnowledgeError::NotFound {
                 entity: "vector store",
                 id: store_id.clone(),
             })?;
-        store_ids.push(view.record.id.clone());
-        if !principal.may_use_knowledge_base(&view.record.id)
-            && !principal.may_use_knowledge_base(&view.record.name)
+        if !principal.may_use_knowledge_base(&store.id)
+            && !principal.may_use_knowledge_base(&store.name)
         {
             return Err(landfall_knowledge::KnowledgeError::Forbidden {
                 store_id: store_id.clone(),
             }
             .into());
         }
+        store_ids.push(store.id);
     }
     let Some(question) = request
         .messages

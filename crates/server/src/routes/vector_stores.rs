@@ -278,17 +278,19 @@ fn hit_json(hit: &SearchHit) -> Value {
 
 // ----- scope -----
 
-/// The store, if the key may use it.
+/// Checks that the store exists for the tenant and the key may use it.
 async fn allowed_store(
     knowledge: &Knowledge,
     principal: &Principal,
     store_id: &str,
-) -> Result<StoreView, ApiError> {
-    let view = knowledge.get_store(&principal.tenant.id, store_id).await?;
-    if principal.may_use_knowledge_base(&view.record.id)
-        || principal.may_use_knowledge_base(&view.record.name)
+) -> Result<(), ApiError> {
+    let record = knowledge
+        .store_record(&principal.tenant.id, store_id)
+        .await?;
+    if principal.may_use_knowledge_base(&record.id)
+        || principal.may_use_knowledge_base(&record.name)
     {
-        Ok(view)
+        Ok(())
     } else {
         Err(landfall_knowledge::KnowledgeError::Forbidden {
             store_id: store_id.to_owned(),
@@ -353,7 +355,9 @@ pub(crate) async fn retrieve(
     Extension(principal): Extension<Principal>,
     Path(store_id): Path<String>,
 ) -> Result<Response, ApiError> {
-    let view = allowed_store(knowledge(&state)?, &principal, &store_id).await?;
+    let knowledge = knowledge(&state)?;
+    allowed_store(knowledge, &principal, &store_id).await?;
+    let view = knowledge.get_store(&principal.tenant.id, &store_id).await?;
     Ok(json_response(&store_json(&view)))
 }
 
