@@ -22,6 +22,8 @@ pub struct KnowledgeConfig {
     /// Default chunking of new vector stores (each store and upload may override it).
     pub chunking: ChunkingConfig,
     pub embedder: EmbedderConfig,
+    /// What reorders the fused candidates of a search, if anything.
+    pub reranker: RerankerConfig,
     pub vector_index: VectorIndexConfig,
     pub search: SearchConfig,
 }
@@ -35,6 +37,7 @@ impl Default for KnowledgeConfig {
             max_file_bytes: 512 * 1024 * 1024,
             chunking: ChunkingConfig::default(),
             embedder: EmbedderConfig::default(),
+            reranker: RerankerConfig::default(),
             vector_index: VectorIndexConfig::default(),
             search: SearchConfig::default(),
         }
@@ -75,10 +78,53 @@ pub enum EmbedderConfig {
         #[serde(default = "default_batch_size")]
         batch_size: usize,
     },
+    /// An embeddings model alias of `[models]`, called through the gateway, so its routing,
+    /// retries, fallback, limits and accounting apply. Chunks are counted in cl100k tokens
+    /// (OpenAI's embedding models' own).
+    Gateway {
+        /// The alias, as clients would name it in `/v1/embeddings`.
+        model: String,
+        /// Length of the vectors the model returns; a response of another length is refused.
+        dimensions: usize,
+        /// Texts per upstream request.
+        #[serde(default = "default_gateway_batch_size")]
+        batch_size: usize,
+    },
 }
 
 fn default_batch_size() -> usize {
     32
+}
+
+fn default_gateway_batch_size() -> usize {
+    64
+}
+
+/// What reranks search results, chosen by `type`.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
+pub enum RerankerConfig {
+    /// Results are ordered by the fused retriever scores.
+    #[default]
+    None,
+    /// A BERT cross-encoder run in this process on CPU (e.g.
+    /// `cross-encoder/ms-marco-MiniLM-L-6-v2`): it reads the query with each of the best
+    /// `candidates` fused hits and reorders them by its score.
+    Local {
+        /// A folder with `config.json`, `tokenizer.json` and weights, or a Hub repository id.
+        model: String,
+        #[serde(default)]
+        cache_dir: Option<PathBuf>,
+        /// Fused hits read by the cross-encoder per search (at least `max_num_results`).
+        #[serde(default = "default_rerank_candidates")]
+        candidates: usize,
+        #[serde(default = "default_batch_size")]
+        batch_size: usize,
+    },
+}
+
+fn default_rerank_candidates() -> usize {
+    30
 }
 
 /// Which index holds the vectors, chosen by `type`.

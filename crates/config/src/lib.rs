@@ -20,7 +20,8 @@ pub use governance::{
     OnBackendError, Price, ShedPolicy, SheddingConfig, StorageConfig,
 };
 pub use knowledge::{
-    ChunkingConfig, EmbedderConfig, Fusion, KnowledgeConfig, SearchConfig, VectorIndexConfig,
+    ChunkingConfig, EmbedderConfig, Fusion, KnowledgeConfig, RerankerConfig, SearchConfig,
+    VectorIndexConfig,
 };
 pub use model::{
     Config, HttpSettings, ModelConfig, ModelKnowledge, ProviderConfig, ProviderKind, RoutingConfig,

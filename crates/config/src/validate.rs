@@ -12,7 +12,7 @@ use crate::{
     MetricsConfig, ModelConfig, ProviderConfig, ProviderKind, RoutingConfig, ServerConfig,
     SheddingConfig, StorageConfig, TelemetryConfig,
 };
-use crate::{EmbedderConfig, KnowledgeConfig, VectorIndexConfig};
+use crate::{EmbedderConfig, KnowledgeConfig, RerankerConfig, VectorIndexConfig};
 
 const SECTIONS: &[&str] = &[
     "server",
@@ -427,6 +427,44 @@ fn check_knowledge(
             if *batch_size == 0 {
                 errors.push("knowledge.embedder.batch_size", "must be at least 1");
             }
+        }
+        EmbedderConfig::Gateway {
+            model,
+            dimensions,
+            batch_size,
+        } => {
+            if !known_model(model) {
+                errors.push(
+                    "knowledge.embedder.model",
+                    format!("`{model}` is not a model in [models]"),
+                );
+            }
+            if *dimensions == 0 {
+                errors.push("knowledge.embedder.dimensions", "must be at least 1");
+            }
+            if *batch_size == 0 || *batch_size > 2048 {
+                errors.push(
+                    "knowledge.embedder.batch_size",
+                    "must be between 1 and 2048",
+                );
+            }
+        }
+    }
+    if let RerankerConfig::Local {
+        model,
+        candidates,
+        batch_size,
+        ..
+    } = &knowledge.reranker
+    {
+        if model.trim().is_empty() {
+            errors.push("knowledge.reranker.model", "must not be empty");
+        }
+        if *candidates == 0 || *candidates > 200 {
+            errors.push("knowledge.reranker.candidates", "must be between 1 and 200");
+        }
+        if *batch_size == 0 {
+            errors.push("knowledge.reranker.batch_size", "must be at least 1");
         }
     }
     match &mut knowledge.vector_index {

@@ -333,7 +333,7 @@ fn truncate(encoding: &Encoding, max_tokens: usize) -> Tokens {
 
 /// `org/name` for a Hugging Face cache snapshot (`…/models--org--name/snapshots/REV`), else
 /// the folder's own name.
-fn model_id_for(dir: &Path) -> String {
+pub(crate) fn model_id_for(dir: &Path) -> String {
     let resolved = dir.canonicalize().unwrap_or_else(|_| dir.to_path_buf());
     for component in resolved.components().rev() {
         if let Component::Normal(name) = component

@@ -1,6 +1,6 @@
 //! In-process inference on CPU with candle. For now: BERT-family sentence embedders
-//! (all-MiniLM-L6-v2, bge-small/base en and zh, text2vec-large-chinese and the like) loaded
-//! from a local folder in the Hugging Face / sentence-transformers layout, or fetched from the
+//! (all-MiniLM-L6-v2, bge-small/base en and zh, text2vec-large-chinese and the like) and
+//! cross-encoder rerankers (ms-marco-MiniLM and the like), loaded from a local folder in the Hugging Face / sentence-transformers layout, or fetched from the
 //! Hugging Face Hub by repo id (cargo feature `hub`).
 //!
 //! The only crate that knows candle and tokenizers. It does no async I/O and knows nothing of
@@ -9,6 +9,7 @@
 //!
 //! [`EmbeddingModel`]: https://docs.rs/landfall-providers
 
+mod cross_encoder;
 mod embedder;
 mod error;
 mod hub;
@@ -18,6 +19,7 @@ mod settings;
 pub mod test_support;
 mod weights;
 
+pub use cross_encoder::CrossEncoder;
 pub use embedder::{BertEmbedder, EmbedderOptions};
 pub use error::ModelError;
 pub use hub::{HubProgress, ProgressFn, default_cache_dir, fetch_from_hub, resolve_model};

@@ -39,13 +39,14 @@ pub(crate) fn load_tensors(
     let has_prefix = tensors.contains_key("bert.embeddings.word_embeddings.weight");
     let normalized = tensors
         .into_iter()
-        .filter_map(|(name, tensor)| {
-            let name = if has_prefix {
-                name.strip_prefix("bert.")?.to_owned()
-            } else {
-                name
+        .map(|(name, tensor)| {
+            // Heads outside the encoder (`cls.*` of a masked-LM checkpoint, `classifier.*` of
+            // a cross-encoder) keep their names.
+            let name = match name.strip_prefix("bert.") {
+                Some(inner) if has_prefix => inner.to_owned(),
+                _ => name,
             };
-            Some((normalize_name(name), tensor))
+            (normalize_name(name), tensor)
         })
         .collect();
     Ok(normalized)
@@ -84,7 +85,7 @@ mod tests {
     }
 
     #[test]
-    fn prefixed_checkpoints_drop_the_prefix_and_heads() {
+    fn prefixed_checkpoints_drop_the_prefix_and_keep_heads() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("model.safetensors");
         let one = Tensor::ones(2, candle_core::DType::F32, &Device::Cpu).unwrap();
@@ -92,6 +93,7 @@ mod tests {
             "bert.embeddings.word_embeddings.weight",
             "bert.embeddings.LayerNorm.gamma",
             "cls.predictions.bias",
+            "classifier.weight",
         ]
         .into_iter()
         .map(|name| (name.to_owned(), one.clone()))
@@ -103,6 +105,8 @@ mod tests {
         assert_eq!(
             names,
             [
+                "classifier.weight",
+                "cls.predictions.bias",
                 "embeddings.LayerNorm.weight",
                 "embeddings.word_embeddings.weight"
             ]

@@ -2,6 +2,7 @@
 //! `scripts/fetch-test-models.sh`; skipped with a message when absent unless
 //! `LANDFALL_REQUIRE_TEST_MODELS=1`) and tiny BERTs the tests write themselves.
 
+mod cross_encoder;
 mod minilm;
 mod reference;
 mod tiny;
