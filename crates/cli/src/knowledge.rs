@@ -241,6 +241,7 @@ pub(crate) fn search(
             rewrite_query: false,
             hyde: false,
             fusion_queries: 0,
+            rerank: true,
         };
         let results = knowledge
             .search(tenant, std::slice::from_ref(&store.id), &request)

@@ -79,8 +79,8 @@ pub enum EmbedderConfig {
         batch_size: usize,
     },
     /// An embeddings model alias of `[models]`, called through the gateway, so its routing,
-    /// retries, fallback, limits and accounting apply. Chunks are counted in cl100k tokens
-    /// (OpenAI's embedding models' own).
+    /// retries, fallback, circuit breakers and metrics apply. Chunk windows are counted in
+    /// Landfall's simple tokens (a CJK character, or a run of letters and digits, each one).
     Gateway {
         /// The alias, as clients would name it in `/v1/embeddings`.
         model: String,

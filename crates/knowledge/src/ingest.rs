@@ -145,7 +145,7 @@ impl Pipeline {
         let embeddings = match &self.embedder {
             Some(embedder) => {
                 let texts = chunks.iter().map(|chunk| chunk.text.clone()).collect();
-                embedder.embed(texts).await.map_err(Failure::Retry)?
+                embedder.embed(texts).await.map_err(Failure::embedding)?
             }
             None => vec![Vec::new(); chunks.len()],
         };
@@ -196,6 +196,18 @@ enum Failure {
 impl Failure {
     fn store(error: StoreError) -> Self {
         Self::Retry(KnowledgeError::Store(error))
+    }
+
+    /// A model that refuses or answers wrongly (after the gateway's retries and fallbacks)
+    /// fails the file, with OpenAI's `server_error`; shutting down retries at the next start.
+    fn embedding(error: KnowledgeError) -> Self {
+        match error {
+            KnowledgeError::Embedding(message) => Self::File(IngestError {
+                code: "server_error".to_owned(),
+                message: format!("embedding failed: {message}"),
+            }),
+            other => Self::Retry(other),
+        }
     }
 
     fn parse(error: ParseError) -> Self {

@@ -11,6 +11,7 @@ mod embed;
 mod error;
 pub mod eval;
 mod ingest;
+mod rerank;
 mod search;
 mod settings;
 pub mod sync;
@@ -34,6 +35,7 @@ use tokio::sync::{mpsc, watch};
 
 pub use embed::{Embedder, LocalEmbedder};
 pub use error::KnowledgeError;
+pub use rerank::{LocalReranker, Reranker};
 pub use search::{
     FusionMethod, RetrieverScore, Rewriter, SearchHit, SearchMode, SearchRequest, SearchResults,
 };
@@ -75,6 +77,7 @@ pub struct Knowledge {
     indexes: Arc<Indexes>,
     embedder: Option<Arc<dyn Embedder>>,
     rewriter: Option<Arc<dyn Rewriter>>,
+    reranker: Option<Arc<dyn Reranker>>,
     config: KnowledgeConfig,
     queue: std::sync::Mutex<Option<mpsc::UnboundedSender<Job>>>,
     /// Jobs queued and not yet finished.
@@ -102,6 +105,7 @@ impl Knowledge {
         store: Arc<dyn KnowledgeStore>,
         embedder: Option<Arc<dyn Embedder>>,
         rewriter: Option<Arc<dyn Rewriter>>,
+        reranker: Option<Arc<dyn Reranker>>,
     ) -> Result<Arc<Self>, KnowledgeError> {
         let keyword_dir = config.index_dir.join("keyword");
         let keyword: Arc<dyn KeywordIndex> = Arc::new(open_keyword(&keyword_dir).await?);
@@ -135,6 +139,7 @@ impl Knowledge {
             indexes,
             embedder,
             rewriter,
+            reranker,
             config: config.clone(),
             queue: std::sync::Mutex::new(Some(sender)),
             pending,
@@ -771,15 +776,47 @@ impl Knowledge {
                 .vector_search(store_ids, request, &queries, limit)
                 .await?;
         }
+        let reranker = self.reranker.as_ref().filter(|_| request.rerank);
+        let Some(reranker) = reranker else {
+            let fused = search::fuse(
+                &keyword_lists,
+                &vector_lists,
+                request.fusion,
+                request.score_threshold,
+                request.max_results,
+            );
+            let hits = self.hydrate(tenant_id, fused).await?;
+            return Ok(SearchResults { queries, hits });
+        };
+        let candidates = reranker.candidates().max(request.max_results);
         let fused = search::fuse(
             &keyword_lists,
             &vector_lists,
             request.fusion,
-            request.score_threshold,
-            request.max_results,
+            0.0,
+            candidates,
         );
-        let hits = self.hydrate(tenant_id, fused).await?;
+        let mut hits = self.hydrate(tenant_id, fused).await?;
+        let passages = hits.iter().map(|hit| hit.text.clone()).collect();
+        let logits = reranker.score(&request.query, passages).await?;
+        for (hit, logit) in hits.iter_mut().zip(logits) {
+            hit.rerank_score = Some(logit);
+            hit.score = rerank::sigmoid(logit);
+        }
+        hits.sort_by(|a, b| {
+            b.score
+                .total_cmp(&a.score)
+                .then(a.chunk_id.cmp(&b.chunk_id))
+        });
+        hits.retain(|hit| hit.score >= request.score_threshold);
+        hits.truncate(request.max_results);
         Ok(SearchResults { queries, hits })
+    }
+
+    /// The reranking model, when one is configured.
+    #[must_use]
+    pub fn reranker(&self) -> Option<&Arc<dyn Reranker>> {
+        self.reranker.as_ref()
     }
 
     async fn vector_search(
@@ -852,6 +889,7 @@ impl Knowledge {
                 score: hit.score.clamp(0.0, 1.0),
                 keyword: score_of(keyword),
                 vector: score_of(vector),
+                rerank_score: None,
                 text: stored.chunk.text,
                 page: stored.chunk.page,
                 char_start: stored.chunk.char_start,

@@ -64,6 +64,8 @@ pub struct SearchRequest {
     pub hyde: bool,
     /// Also search this many model-written rewrites and fuse every list (RAG-Fusion).
     pub fusion_queries: usize,
+    /// Reorder the fused hits with the configured reranker (ignored when there is none).
+    pub rerank: bool,
 }
 
 /// Where one retriever placed a hit.
@@ -80,12 +82,14 @@ pub struct SearchHit {
     pub store_id: String,
     pub file_id: String,
     pub filename: String,
-    /// The fused score, 0..=1.
+    /// The fused score, or the reranker's when reranked; 0..=1.
     pub score: f32,
     /// Best keyword (BM25) rank and score over the queries searched.
     pub keyword: Option<RetrieverScore>,
     /// Best vector (cosine) rank and score over the queries searched.
     pub vector: Option<RetrieverScore>,
+    /// The reranker's logit, when the hits were reranked (`score` is then its sigmoid).
+    pub rerank_score: Option<f32>,
     pub text: String,
     pub page: Option<u32>,
     pub char_start: u64,

@@ -150,7 +150,12 @@ impl CrossEncoder {
     }
 
     fn score_batch(&self, rows: &[(&[u32], &[u32])]) -> Result<Vec<f32>, ModelError> {
-        let seq_len = rows.iter().map(|(ids, _)| ids.len()).max().unwrap_or(0).max(1);
+        let seq_len = rows
+            .iter()
+            .map(|(ids, _)| ids.len())
+            .max()
+            .unwrap_or(0)
+            .max(1);
         let mut ids = vec![self.pad_token_id; rows.len() * seq_len];
         let mut type_ids = vec![0u32; rows.len() * seq_len];
         let mut lengths = Vec::with_capacity(rows.len());

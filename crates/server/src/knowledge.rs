@@ -4,10 +4,17 @@
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use landfall_config::{Config, EmbedderConfig};
-use landfall_knowledge::{Embedder, Knowledge, KnowledgeError, LocalEmbedder, Rewriter};
+use landfall_config::{Config, EmbedderConfig, RerankerConfig};
+use landfall_documents::{SimpleTokenizer, TokenSpans};
+use landfall_gateway::Gateway;
+use landfall_knowledge::{
+    Embedder, Knowledge, KnowledgeError, LocalEmbedder, LocalReranker, Reranker, Rewriter,
+};
 use landfall_storage::Store;
-use landfall_types::{ChatMessage, ChatRequest, Role};
+use landfall_types::{
+    ChatMessage, ChatRequest, EmbeddingInput, EmbeddingRequest, EmbeddingResponse, EmbeddingVector,
+    Role,
+};
 
 use crate::Inner;
 
@@ -58,13 +65,128 @@ impl Rewriter for GatewayRewriter {
     }
 }
 
-/// Opens the knowledge service `config` describes over `store`.
+/// The server's gateway, or (for CLI commands that run without a server) one of its own.
+enum GatewaySource {
+    Server(std::sync::Weak<Inner>),
+    Own(Box<Gateway>),
+}
+
+impl GatewaySource {
+    async fn embed(&self, request: &EmbeddingRequest) -> Result<EmbeddingResponse, KnowledgeError> {
+        let served = match self {
+            Self::Server(state) => {
+                let Some(inner) = state.upgrade() else {
+                    return Err(KnowledgeError::Unavailable(
+                        "the server is stopping".to_owned(),
+                    ));
+                };
+                inner.gateway.embed(request).await
+            }
+            Self::Own(gateway) => gateway.embed(request).await,
+        };
+        served
+            .map(|served| served.value)
+            .map_err(|error| KnowledgeError::Embedding(error.to_string()))
+    }
+}
+
+/// Chunk and query embeddings from an embeddings model alias, through the gateway.
+pub(crate) struct GatewayEmbedder {
+    gateway: GatewaySource,
+    model: String,
+    dimensions: usize,
+    batch_size: usize,
+}
+
+#[async_trait]
+impl Embedder for GatewayEmbedder {
+    fn model_id(&self) -> &str {
+        &self.model
+    }
+
+    fn dimensions(&self) -> usize {
+        self.dimensions
+    }
+
+    fn tokenizer(&self) -> Arc<dyn TokenSpans> {
+        Arc::new(SimpleTokenizer)
+    }
+
+    async fn embed(&self, texts: Vec<String>) -> Result<Vec<Vec<f32>>, KnowledgeError> {
+        let mut vectors = Vec::with_capacity(texts.len());
+        for batch in texts.chunks(self.batch_size) {
+            let request = EmbeddingRequest {
+                model: self.model.clone(),
+                input: EmbeddingInput::Texts(batch.to_vec()),
+                encoding_format: None,
+                dimensions: None,
+                extra: Default::default(),
+            };
+            let mut data = self.gateway.embed(&request).await?.data;
+            if data.len() != batch.len() {
+                return Err(KnowledgeError::Embedding(format!(
+                    "`{}` returned {} embeddings for {} inputs",
+                    self.model,
+                    data.len(),
+                    batch.len()
+                )));
+            }
+            data.sort_by_key(|embedding| embedding.index);
+            for embedding in data {
+                let EmbeddingVector::Float(values) = embedding.embedding else {
+                    return Err(KnowledgeError::Embedding(format!(
+                        "`{}` returned base64 embeddings to a float request",
+                        self.model
+                    )));
+                };
+                if values.len() != self.dimensions {
+                    return Err(KnowledgeError::Embedding(format!(
+                        "`{}` returned {} dimensions, knowledge.embedder.dimensions is {}",
+                        self.model,
+                        values.len(),
+                        self.dimensions
+                    )));
+                }
+                vectors.push(unit_length(values));
+            }
+        }
+        Ok(vectors)
+    }
+}
+
+/// The vector scaled to length 1: indexes compare by cosine, and not every provider
+/// normalizes.
+fn unit_length(values: Vec<f64>) -> Vec<f32> {
+    let norm = values.iter().map(|value| value * value).sum::<f64>().sqrt();
+    let scale = if norm > 0.0 { 1.0 / norm } else { 1.0 };
+    values
+        .into_iter()
+        .map(|value| (value * scale) as f32)
+        .collect()
+}
+
+/// Opens the knowledge service `config` describes over `store`, for commands that run
+/// without a server (a gateway embedder gets a gateway of its own).
 ///
 /// # Errors
 /// When the embedding model cannot be loaded or the indexes cannot be opened.
 pub async fn open(
     config: &Config,
     store: Arc<dyn Store>,
+    rewriter: Option<Arc<dyn Rewriter>>,
+) -> Result<Arc<Knowledge>, KnowledgeError> {
+    open_with(config, store, None, rewriter).await
+}
+
+/// Opens the knowledge service `config` describes over `store`. `state` is the server's, so
+/// a gateway embedder shares its gateway; without it one is built.
+///
+/// # Errors
+/// When the embedding model cannot be loaded or the indexes cannot be opened.
+pub(crate) async fn open_with(
+    config: &Config,
+    store: Arc<dyn Store>,
+    state: Option<std::sync::Weak<Inner>>,
     rewriter: Option<Arc<dyn Rewriter>>,
 ) -> Result<Arc<Knowledge>, KnowledgeError> {
     let embedder: Option<Arc<dyn Embedder>> = match &config.knowledge.embedder {
@@ -93,6 +215,46 @@ pub async fn open(
             );
             Some(Arc::new(embedder))
         }
+        EmbedderConfig::Gateway {
+            model,
+            dimensions,
+            batch_size,
+        } => Some(Arc::new(GatewayEmbedder {
+            gateway: match state {
+                Some(state) => GatewaySource::Server(state),
+                None => GatewaySource::Own(Box::new(
+                    Gateway::new(config)
+                        .map_err(|error| KnowledgeError::Embedding(error.to_string()))?,
+                )),
+            },
+            model: model.clone(),
+            dimensions: *dimensions,
+            batch_size: *batch_size,
+        })),
     };
-    Knowledge::open(&config.knowledge, store, embedder, rewriter).await
+    let reranker: Option<Arc<dyn Reranker>> = match &config.knowledge.reranker {
+        RerankerConfig::None => None,
+        RerankerConfig::Local {
+            model,
+            cache_dir,
+            candidates,
+            batch_size,
+        } => {
+            let model = model.clone();
+            let cache_dir = cache_dir
+                .clone()
+                .unwrap_or_else(landfall_models::default_cache_dir);
+            let (candidates, batch_size) = (*candidates, *batch_size);
+            let reranker = tokio::task::spawn_blocking(move || {
+                let dir = landfall_models::resolve_model(&model, &cache_dir, None)
+                    .map_err(|error| KnowledgeError::Embedding(error.to_string()))?;
+                LocalReranker::load(&dir, candidates, batch_size)
+            })
+            .await
+            .map_err(|error| KnowledgeError::Unavailable(error.to_string()))??;
+            tracing::info!(model = reranker.model_id(), "reranking model loaded");
+            Some(Arc::new(reranker))
+        }
+    };
+    Knowledge::open(&config.knowledge, store, embedder, rewriter, reranker).await
 }

@@ -131,7 +131,9 @@ impl AppState {
                     model,
                 }) as Arc<dyn landfall_knowledge::Rewriter>
             });
-            let knowledge = knowledge::open(config, store, rewriter).await?;
+            let knowledge =
+                knowledge::open_with(config, store, Some(Arc::downgrade(&state.inner)), rewriter)
+                    .await?;
             state.serve_knowledge(knowledge);
         }
         Ok(state)

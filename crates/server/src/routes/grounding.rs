@@ -112,6 +112,7 @@ pub(crate) async fn ground(
         rewrite_query: false,
         hyde: false,
         fusion_queries: 0,
+        rerank: true,
     };
     let hits = knowledge
         .search(&principal.tenant.id, &store_ids, &search)
@@ -275,6 +276,7 @@ mod tests {
             score: 0.5,
             keyword: None,
             vector: None,
+            rerank_score: None,
             text: "text".to_owned(),
             page: Some(3),
             char_start: 0,

@@ -151,7 +151,8 @@ enum Query1 {
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RankingOptions {
-    /// OpenAI's `auto` or `default-2024-11-15`: both mean the configured fusion here.
+    /// OpenAI's `auto` or `default-2024-11-15`: the configured fusion, then the configured
+    /// reranker if there is one. Landfall's `none`: fusion only, no reranking.
     #[serde(default)]
     ranker: Option<String>,
     #[serde(default)]
@@ -272,6 +273,7 @@ fn hit_json(hit: &SearchHit) -> Value {
             "heading_path": hit.heading_path,
             "keyword": hit.keyword,
             "vector": hit.vector,
+            "rerank_score": hit.rerank_score,
         },
     })
 }
@@ -640,7 +642,16 @@ pub(crate) async fn search(
     };
     let defaults = state.knowledge_search_defaults();
     let ranking = request.ranking_options.unwrap_or_default();
-    let _ = ranking.ranker;
+    let rerank = match ranking.ranker.as_deref() {
+        None | Some("auto" | "default-2024-11-15") => true,
+        Some("none") => false,
+        Some(_) => {
+            return Err(ApiError::InvalidValue {
+                message: "ranker must be `auto`, `default-2024-11-15` or `none`".to_owned(),
+                param: "ranking_options.ranker",
+            });
+        }
+    };
     let fusion = match ranking.fusion.unwrap_or(defaults.fusion) {
         Fusion::Rrf => FusionMethod::Rrf,
         Fusion::Weighted => FusionMethod::Weighted {
@@ -666,6 +677,7 @@ pub(crate) async fn search(
         rewrite_query: request.rewrite_query,
         hyde: request.hyde,
         fusion_queries: request.fusion_queries.min(8),
+        rerank,
     };
     let results = knowledge
         .search(&principal.tenant.id, &[store_id], &search)

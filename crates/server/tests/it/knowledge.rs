@@ -40,11 +40,11 @@ impl Landfall {
         (status, response.json().await.unwrap_or(Value::Null))
     }
 
-    async fn get(&self, path: &str, key: &str) -> (u16, Value) {
+    pub(crate) async fn get(&self, path: &str, key: &str) -> (u16, Value) {
         self.call(reqwest::Method::GET, path, key, None).await
     }
 
-    async fn post(&self, path: &str, key: &str, body: Value) -> (u16, Value) {
+    pub(crate) async fn post(&self, path: &str, key: &str, body: Value) -> (u16, Value) {
         self.call(reqwest::Method::POST, path, key, Some(body))
             .await
     }
@@ -65,14 +65,14 @@ impl Landfall {
         (status, response.json().await.unwrap_or(Value::Null))
     }
 
-    async fn upload_ok(&self, key: &str, name: &str, bytes: Vec<u8>) -> String {
+    pub(crate) async fn upload_ok(&self, key: &str, name: &str, bytes: Vec<u8>) -> String {
         let (status, body) = self.upload(key, name, bytes).await;
         assert_eq!(status, 200, "{body}");
         body["id"].as_str().unwrap().to_owned()
     }
 
     /// Waits until no file of the store is in progress; returns the store.
-    async fn settled(&self, key: &str, store_id: &str) -> Value {
+    pub(crate) async fn settled(&self, key: &str, store_id: &str) -> Value {
         let deadline = Instant::now() + Duration::from_secs(60);
         loop {
             let (status, store) = self
@@ -90,7 +90,7 @@ impl Landfall {
         }
     }
 
-    async fn search(&self, key: &str, store_id: &str, body: Value) -> Vec<Value> {
+    pub(crate) async fn search(&self, key: &str, store_id: &str, body: Value) -> Vec<Value> {
         let (status, page) = self
             .post(&format!("/v1/vector_stores/{store_id}/search"), key, body)
             .await;
@@ -123,7 +123,7 @@ impl Landfall {
     }
 }
 
-const MANUAL_MD: &str = "# Pump manual\n\n## Installation\n\nMount the pump on a level \
+pub(crate) const MANUAL_MD: &str = "# Pump manual\n\n## Installation\n\nMount the pump on a level \
     concrete base and tighten the four anchor bolts to 40 Nm.\n\n## Maintenance\n\nReplace the \
     impeller seal every 2000 operating hours. Drain the housing before winter.\n";
 

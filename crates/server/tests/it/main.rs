@@ -13,6 +13,7 @@ mod errors;
 mod governance;
 mod harness;
 mod knowledge;
+mod knowledge_models;
 mod protection;
 mod routing;
 mod streaming;
