@@ -5,13 +5,13 @@
 
 use std::path::Path;
 
-use candle_core::{D, DType, Device, Tensor};
+use candle_core::{D, DType, Device};
 use candle_nn::{Linear, Module, VarBuilder};
 use candle_transformers::models::bert::BertModel;
 use tokenizers::{Tokenizer, TruncationParams, TruncationStrategy};
 
 use crate::error::ModelError;
-use crate::pooling::mask_from_lengths;
+use crate::pooling::padded_batch;
 use crate::settings::{WeightsFile, locate_files, read_bert_config};
 use crate::weights::load_tensors;
 
@@ -150,25 +150,7 @@ impl CrossEncoder {
     }
 
     fn score_batch(&self, rows: &[(&[u32], &[u32])]) -> Result<Vec<f32>, ModelError> {
-        let seq_len = rows
-            .iter()
-            .map(|(ids, _)| ids.len())
-            .max()
-            .unwrap_or(0)
-            .max(1);
-        let mut ids = vec![self.pad_token_id; rows.len() * seq_len];
-        let mut type_ids = vec![0u32; rows.len() * seq_len];
-        let mut lengths = Vec::with_capacity(rows.len());
-        for (index, (row_ids, row_types)) in rows.iter().enumerate() {
-            let start = index * seq_len;
-            ids[start..start + row_ids.len()].copy_from_slice(row_ids);
-            type_ids[start..start + row_types.len()].copy_from_slice(row_types);
-            lengths.push(row_ids.len());
-        }
-        let shape = (rows.len(), seq_len);
-        let ids = Tensor::from_vec(ids, shape, &self.device)?;
-        let type_ids = Tensor::from_vec(type_ids, shape, &self.device)?;
-        let mask = mask_from_lengths(&lengths, seq_len, &self.device)?;
+        let (ids, type_ids, mask) = padded_batch(rows, self.pad_token_id, &self.device)?;
         let hidden = self.model.forward(&ids, &type_ids, Some(&mask))?;
         let cls = hidden.narrow(1, 0, 1)?.squeeze(1)?;
         let pooled = self.pooler.forward(&cls)?.tanh()?;

@@ -3,13 +3,13 @@
 use std::ops::Range;
 use std::path::{Component, Path};
 
-use candle_core::{DType, Device, Tensor};
+use candle_core::{DType, Device};
 use candle_nn::VarBuilder;
 use candle_transformers::models::bert::BertModel;
 use tokenizers::{Encoding, Tokenizer};
 
 use crate::error::ModelError;
-use crate::pooling::{Pooling, l2_normalize, mask_from_lengths};
+use crate::pooling::{Pooling, l2_normalize, padded_batch};
 use crate::settings::{WeightsFile, locate_files, read_bert_config, read_sentence_settings};
 use crate::weights::load_tensors;
 
@@ -274,25 +274,11 @@ impl BertEmbedder {
 
     /// One forward pass over `rows`, padded to the longest.
     fn embed_batch(&self, rows: &[&Tokens]) -> Result<Vec<Vec<f32>>, ModelError> {
-        let seq_len = rows
+        let rows: Vec<(&[u32], &[u32])> = rows
             .iter()
-            .map(|row| row.ids.len())
-            .max()
-            .unwrap_or(0)
-            .max(1);
-        let mut ids = vec![self.pad_token_id; rows.len() * seq_len];
-        let mut type_ids = vec![0u32; rows.len() * seq_len];
-        let mut lengths = Vec::with_capacity(rows.len());
-        for (row_index, row) in rows.iter().enumerate() {
-            let start = row_index * seq_len;
-            ids[start..start + row.ids.len()].copy_from_slice(&row.ids);
-            type_ids[start..start + row.type_ids.len()].copy_from_slice(&row.type_ids);
-            lengths.push(row.ids.len());
-        }
-        let shape = (rows.len(), seq_len);
-        let ids = Tensor::from_vec(ids, shape, &self.device)?;
-        let type_ids = Tensor::from_vec(type_ids, shape, &self.device)?;
-        let mask = mask_from_lengths(&lengths, seq_len, &self.device)?;
+            .map(|row| (row.ids.as_slice(), row.type_ids.as_slice()))
+            .collect();
+        let (ids, type_ids, mask) = padded_batch(&rows, self.pad_token_id, &self.device)?;
         let hidden = self.model.forward(&ids, &type_ids, Some(&mask))?;
         let mut pooled = self.pooling.pool(&hidden, &mask)?;
         if self.normalize {

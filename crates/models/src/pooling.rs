@@ -61,6 +61,35 @@ pub(crate) fn l2_normalize(vectors: &Tensor) -> candle_core::Result<Tensor> {
     vectors.broadcast_div(&norms)
 }
 
+/// `[batch, seq]` token id, type id and mask tensors of `rows` (`(ids, type_ids)` each),
+/// padded with `pad_token_id` to the longest row; the mask is 1.0 on real tokens.
+pub(crate) fn padded_batch(
+    rows: &[(&[u32], &[u32])],
+    pad_token_id: u32,
+    device: &candle_core::Device,
+) -> candle_core::Result<(Tensor, Tensor, Tensor)> {
+    let seq_len = rows
+        .iter()
+        .map(|(ids, _)| ids.len())
+        .max()
+        .unwrap_or(0)
+        .max(1);
+    let mut ids = vec![pad_token_id; rows.len() * seq_len];
+    let mut type_ids = vec![0u32; rows.len() * seq_len];
+    let mut lengths = Vec::with_capacity(rows.len());
+    for (index, (row_ids, row_types)) in rows.iter().enumerate() {
+        let start = index * seq_len;
+        ids[start..start + row_ids.len()].copy_from_slice(row_ids);
+        type_ids[start..start + row_types.len()].copy_from_slice(row_types);
+        lengths.push(row_ids.len());
+    }
+    let shape = (rows.len(), seq_len);
+    let ids = Tensor::from_vec(ids, shape, device)?;
+    let type_ids = Tensor::from_vec(type_ids, shape, device)?;
+    let mask = mask_from_lengths(&lengths, seq_len, device)?;
+    Ok((ids, type_ids, mask))
+}
+
 /// A `[batch, seq]` f32 mask tensor from per-row real-token counts.
 pub(crate) fn mask_from_lengths(
     lengths: &[usize],

@@ -196,18 +196,11 @@ pub(crate) async fn open_with(
             cache_dir,
             batch_size,
         } => {
-            let model = model.clone();
-            let cache_dir = cache_dir
-                .clone()
-                .unwrap_or_else(landfall_models::default_cache_dir);
             let batch_size = *batch_size;
-            let embedder = tokio::task::spawn_blocking(move || {
-                let dir = landfall_models::resolve_model(&model, &cache_dir, None)
-                    .map_err(|error| KnowledgeError::Embedding(error.to_string()))?;
-                LocalEmbedder::load(&dir, batch_size)
+            let embedder = load_model(model, cache_dir.as_ref(), move |dir| {
+                LocalEmbedder::load(dir, batch_size)
             })
-            .await
-            .map_err(|error| KnowledgeError::Unavailable(error.to_string()))??;
+            .await?;
             tracing::info!(
                 model = embedder.model_id(),
                 dimensions = embedder.dimensions(),
@@ -240,21 +233,34 @@ pub(crate) async fn open_with(
             candidates,
             batch_size,
         } => {
-            let model = model.clone();
-            let cache_dir = cache_dir
-                .clone()
-                .unwrap_or_else(landfall_models::default_cache_dir);
             let (candidates, batch_size) = (*candidates, *batch_size);
-            let reranker = tokio::task::spawn_blocking(move || {
-                let dir = landfall_models::resolve_model(&model, &cache_dir, None)
-                    .map_err(|error| KnowledgeError::Embedding(error.to_string()))?;
-                LocalReranker::load(&dir, candidates, batch_size)
+            let reranker = load_model(model, cache_dir.as_ref(), move |dir| {
+                LocalReranker::load(dir, candidates, batch_size)
             })
-            .await
-            .map_err(|error| KnowledgeError::Unavailable(error.to_string()))??;
+            .await?;
             tracing::info!(model = reranker.model_id(), "reranking model loaded");
             Some(Arc::new(reranker))
         }
     };
     Knowledge::open(&config.knowledge, store, embedder, rewriter, reranker).await
+}
+
+/// Resolves `model` (a folder, or a Hub repository id fetched into `cache_dir`) and loads it
+/// with `load`, on the blocking pool.
+async fn load_model<T: Send + 'static>(
+    model: &str,
+    cache_dir: Option<&std::path::PathBuf>,
+    load: impl FnOnce(&std::path::Path) -> Result<T, KnowledgeError> + Send + 'static,
+) -> Result<T, KnowledgeError> {
+    let model = model.to_owned();
+    let cache_dir = cache_dir
+        .cloned()
+        .unwrap_or_else(landfall_models::default_cache_dir);
+    tokio::task::spawn_blocking(move || {
+        let dir = landfall_models::resolve_model(&model, &cache_dir, None)
+            .map_err(|error| KnowledgeError::Embedding(error.to_string()))?;
+        load(&dir)
+    })
+    .await
+    .map_err(|error| KnowledgeError::Unavailable(error.to_string()))?
 }

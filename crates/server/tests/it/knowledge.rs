@@ -90,6 +90,22 @@ impl Landfall {
         }
     }
 
+    /// Uploads `bytes` as `name` into a new store and waits for its ingestion: (file, store).
+    pub(crate) async fn store_of(&self, key: &str, name: &str, bytes: &[u8]) -> (String, String) {
+        let file = self.upload_ok(key, name, bytes.to_vec()).await;
+        let (status, store) = self
+            .post(
+                "/v1/vector_stores",
+                key,
+                json!({"name": name, "file_ids": [file]}),
+            )
+            .await;
+        assert_eq!(status, 200, "{store}");
+        let store_id = store["id"].as_str().unwrap().to_owned();
+        self.settled(key, &store_id).await;
+        (file, store_id)
+    }
+
     pub(crate) async fn search(&self, key: &str, store_id: &str, body: Value) -> Vec<Value> {
         let (status, page) = self
             .post(&format!("/v1/vector_stores/{store_id}/search"), key, body)

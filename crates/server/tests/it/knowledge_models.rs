@@ -28,17 +28,8 @@ async fn a_gateway_embedder_embeds_through_the_models_upstream() {
     let dir = tempfile::tempdir().unwrap();
     // The mock's vectors have 8 dimensions unless asked otherwise.
     let landfall = start(&config(dir.path(), 8)).await;
-    let file = landfall
-        .upload_ok("", "pump.md", MANUAL_MD.as_bytes().to_vec())
-        .await;
-    let (_, store) = landfall
-        .post(
-            "/v1/vector_stores",
-            "",
-            json!({"name": "m", "file_ids": [file]}),
-        )
-        .await;
-    let store_id = store["id"].as_str().unwrap();
+    let (file, store_id) = landfall.store_of("", "pump.md", MANUAL_MD.as_bytes()).await;
+    let store_id = store_id.as_str();
     let store = landfall.settled("", store_id).await;
     assert_eq!(store["file_counts"]["completed"], 1, "{store}");
     assert_eq!(store["landfall"]["embedding_model"], "emb", "{store}");
@@ -67,18 +58,7 @@ async fn a_gateway_embedder_embeds_through_the_models_upstream() {
 
     let dir = tempfile::tempdir().unwrap();
     let wrong = start(&config(dir.path(), 16)).await;
-    let file = wrong
-        .upload_ok("", "pump.md", MANUAL_MD.as_bytes().to_vec())
-        .await;
-    let (_, store) = wrong
-        .post(
-            "/v1/vector_stores",
-            "",
-            json!({"name": "m", "file_ids": [file]}),
-        )
-        .await;
-    let store_id = store["id"].as_str().unwrap();
-    wrong.settled("", store_id).await;
+    let (file, store_id) = wrong.store_of("", "pump.md", MANUAL_MD.as_bytes()).await;
     let (_, attached) = wrong
         .get(&format!("/v1/vector_stores/{store_id}/files/{file}"), "")
         .await;
@@ -105,18 +85,8 @@ async fn a_cross_encoder_reranks_search_hits() {
     let text = "# Help\n\n## Password\n\nOpen the account page and reset the password.\n\n\
         ## Printer\n\nClear the paper jam in the tray and close the door.\n\n\
         ## Lights\n\nThe red light blinks when the tray is open.\n";
-    let file = landfall
-        .upload_ok("", "help.md", text.as_bytes().to_vec())
-        .await;
-    let (_, store) = landfall
-        .post(
-            "/v1/vector_stores",
-            "",
-            json!({"name": "h", "file_ids": [file]}),
-        )
-        .await;
-    let store_id = store["id"].as_str().unwrap();
-    landfall.settled("", store_id).await;
+    let (_, store_id) = landfall.store_of("", "help.md", text.as_bytes()).await;
+    let store_id = store_id.as_str();
 
     let query = "the tray";
     let hits = landfall
