@@ -776,47 +776,25 @@ impl Knowledge {
                 .vector_search(store_ids, request, &queries, limit)
                 .await?;
         }
+        // A reranker reads more candidates than asked for; the threshold then applies to its
+        // scores, not the fused ones.
         let reranker = self.reranker.as_ref().filter(|_| request.rerank);
-        let Some(reranker) = reranker else {
-            let fused = search::fuse(
-                &keyword_lists,
-                &vector_lists,
-                request.fusion,
-                request.score_threshold,
-                request.max_results,
-            );
-            let hits = self.hydrate(tenant_id, fused).await?;
-            return Ok(SearchResults { queries, hits });
+        let (threshold, limit) = match reranker {
+            Some(reranker) => (0.0, reranker.candidates().max(request.max_results)),
+            None => (request.score_threshold, request.max_results),
         };
-        let candidates = reranker.candidates().max(request.max_results);
         let fused = search::fuse(
             &keyword_lists,
             &vector_lists,
             request.fusion,
-            0.0,
-            candidates,
+            threshold,
+            limit,
         );
         let mut hits = self.hydrate(tenant_id, fused).await?;
-        let passages = hits.iter().map(|hit| hit.text.clone()).collect();
-        let logits = reranker.score(&request.query, passages).await?;
-        for (hit, logit) in hits.iter_mut().zip(logits) {
-            hit.rerank_score = Some(logit);
-            hit.score = rerank::sigmoid(logit);
+        if let Some(reranker) = reranker {
+            rerank::rerank(reranker.as_ref(), request, &mut hits).await?;
         }
-        hits.sort_by(|a, b| {
-            b.score
-                .total_cmp(&a.score)
-                .then(a.chunk_id.cmp(&b.chunk_id))
-        });
-        hits.retain(|hit| hit.score >= request.score_threshold);
-        hits.truncate(request.max_results);
         Ok(SearchResults { queries, hits })
-    }
-
-    /// The reranking model, when one is configured.
-    #[must_use]
-    pub fn reranker(&self) -> Option<&Arc<dyn Reranker>> {
-        self.reranker.as_ref()
     }
 
     async fn vector_search(

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use landfall_models::CrossEncoder;
 
-use crate::KnowledgeError;
+use crate::{KnowledgeError, SearchHit, SearchRequest};
 
 /// Scores passages against a query.
 ///
@@ -26,7 +26,6 @@ pub trait Reranker: Send + Sync {
 /// A BERT cross-encoder in this process, one forward pass at a time on the blocking pool.
 pub struct LocalReranker {
     model: Arc<CrossEncoder>,
-    model_id: String,
     candidates: usize,
     gate: tokio::sync::Semaphore,
 }
@@ -35,7 +34,7 @@ impl std::fmt::Debug for LocalReranker {
     fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         formatter
             .debug_struct("LocalReranker")
-            .field("model_id", &self.model_id)
+            .field("model_id", &self.model.model_id())
             .field("candidates", &self.candidates)
             .finish_non_exhaustive()
     }
@@ -50,7 +49,6 @@ impl LocalReranker {
         let model = CrossEncoder::load(dir, None, batch_size.max(1))
             .map_err(|error| KnowledgeError::Embedding(error.to_string()))?;
         Ok(Self {
-            model_id: model.model_id().to_owned(),
             model: Arc::new(model),
             candidates: candidates.max(1),
             gate: tokio::sync::Semaphore::new(1),
@@ -61,7 +59,7 @@ impl LocalReranker {
 #[async_trait]
 impl Reranker for LocalReranker {
     fn model_id(&self) -> &str {
-        &self.model_id
+        self.model.model_id()
     }
 
     fn candidates(&self) -> usize {
@@ -86,7 +84,25 @@ impl Reranker for LocalReranker {
     }
 }
 
-/// The logistic function: a cross-encoder's logit as a 0..=1 relevance score.
-pub(crate) fn sigmoid(logit: f32) -> f32 {
-    1.0 / (1.0 + (-logit).exp())
+/// Scores `hits` with `reranker` and keeps the best `max_results` of them at or above the
+/// request's threshold: `score` becomes the sigmoid of the logit, which `rerank_score` keeps.
+pub(crate) async fn rerank(
+    reranker: &dyn Reranker,
+    request: &SearchRequest,
+    hits: &mut Vec<SearchHit>,
+) -> Result<(), KnowledgeError> {
+    let passages = hits.iter().map(|hit| hit.text.clone()).collect();
+    let logits = reranker.score(&request.query, passages).await?;
+    for (hit, logit) in hits.iter_mut().zip(logits) {
+        hit.rerank_score = Some(logit);
+        hit.score = 1.0 / (1.0 + (-logit).exp());
+    }
+    hits.sort_by(|a, b| {
+        b.score
+            .total_cmp(&a.score)
+            .then(a.chunk_id.cmp(&b.chunk_id))
+    });
+    hits.retain(|hit| hit.score >= request.score_threshold);
+    hits.truncate(request.max_results);
+    Ok(())
 }

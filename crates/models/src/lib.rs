@@ -1,7 +1,8 @@
 //! In-process inference on CPU with candle. For now: BERT-family sentence embedders
 //! (all-MiniLM-L6-v2, bge-small/base en and zh, text2vec-large-chinese and the like) and
-//! cross-encoder rerankers (ms-marco-MiniLM and the like), loaded from a local folder in the Hugging Face / sentence-transformers layout, or fetched from the
-//! Hugging Face Hub by repo id (cargo feature `hub`).
+//! cross-encoder rerankers (ms-marco-MiniLM and the like), loaded from a local folder in the
+//! Hugging Face / sentence-transformers layout, or fetched from the Hugging Face Hub by repo
+//! id (cargo feature `hub`).
 //!
 //! The only crate that knows candle and tokenizers. It does no async I/O and knows nothing of
 //! HTTP, configuration files or the [`EmbeddingModel`] trait: the `providers` crate adapts a
