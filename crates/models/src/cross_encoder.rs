@@ -5,13 +5,10 @@
 
 use std::path::Path;
 
-use candle_core::{D, DType, Device};
-use candle_nn::{Linear, Module, VarBuilder};
-use candle_transformers::models::bert::BertModel;
 use tokenizers::{Tokenizer, TruncationParams, TruncationStrategy};
 
+use crate::bert::{Encoder, Weights};
 use crate::error::ModelError;
-use crate::pooling::padded_batch;
 use crate::settings::{WeightsFile, locate_files, read_bert_config};
 use crate::weights::load_tensors;
 
@@ -22,12 +19,12 @@ use crate::weights::load_tensors;
 /// `Send + Sync`: share it in an `Arc` and call [`score`](Self::score) from blocking threads.
 pub struct CrossEncoder {
     model_id: String,
-    model: BertModel,
-    pooler: Linear,
-    classifier: Linear,
+    encoder: Encoder,
+    /// `pooler.dense` as `[out, in]` row-major, and its bias.
+    pooler: (Vec<f32>, Vec<f32>),
+    /// `classifier`: one row of weights and one bias.
+    classifier: (Vec<f32>, Vec<f32>),
     tokenizer: Tokenizer,
-    device: Device,
-    pad_token_id: u32,
     batch_size: usize,
 }
 
@@ -78,18 +75,15 @@ impl CrossEncoder {
             }))
             .map_err(malformed_tokenizer)?;
 
-        let device = Device::Cpu;
         let weights_path = match &files.weights {
             WeightsFile::Safetensors(path) | WeightsFile::Pytorch(path) => path.clone(),
         };
-        let mismatch = |error: candle_core::Error| ModelError::Malformed {
+        let mismatch = |reason: String| ModelError::Malformed {
             path: weights_path.clone(),
-            reason: format!("weights do not match a BERT cross-encoder: {error}"),
+            reason: format!("weights do not match a BERT cross-encoder: {reason}"),
         };
-        let tensors = load_tensors(&files.weights, &device)?;
-        let outputs = tensors
-            .get("classifier.weight")
-            .map(|weight| weight.dims().first().copied().unwrap_or(0));
+        let mut weights = Weights::new(load_tensors(&files.weights)?);
+        let outputs = weights.rows("classifier.weight");
         if outputs != Some(1) {
             return Err(ModelError::Unsupported {
                 path: weights_path.clone(),
@@ -99,19 +93,18 @@ impl CrossEncoder {
                 },
             });
         }
-        let vb = VarBuilder::from_tensors(tensors, DType::F32, &device);
-        let model = BertModel::load(vb.clone(), &config).map_err(mismatch)?;
+        let encoder = Encoder::load(&mut weights, &config).map_err(mismatch)?;
         let hidden = config.hidden_size;
-        let pooler = candle_nn::linear(hidden, hidden, vb.pp("pooler.dense")).map_err(mismatch)?;
-        let classifier = candle_nn::linear(hidden, 1, vb.pp("classifier")).map_err(mismatch)?;
+        let pooler = weights
+            .matrix("pooler.dense", hidden, hidden)
+            .map_err(mismatch)?;
+        let classifier = weights.matrix("classifier", hidden, 1).map_err(mismatch)?;
         Ok(Self {
             model_id: crate::embedder::model_id_for(dir),
-            model,
+            encoder,
             pooler,
             classifier,
             tokenizer,
-            device,
-            pad_token_id: u32::try_from(config.pad_token_id).unwrap_or(0),
             batch_size,
         })
     }
@@ -150,11 +143,25 @@ impl CrossEncoder {
     }
 
     fn score_batch(&self, rows: &[(&[u32], &[u32])]) -> Result<Vec<f32>, ModelError> {
-        let (ids, type_ids, mask) = padded_batch(rows, self.pad_token_id, &self.device)?;
-        let hidden = self.model.forward(&ids, &type_ids, Some(&mask))?;
-        let cls = hidden.narrow(1, 0, 1)?.squeeze(1)?;
-        let pooled = self.pooler.forward(&cls)?.tanh()?;
-        let logits = self.classifier.forward(&pooled)?.squeeze(D::Minus1)?;
-        Ok(logits.to_vec1::<f32>()?)
+        let hidden = self.encoder.forward(rows)?;
+        let width = hidden.width();
+        let (pooler_weight, pooler_bias) = &self.pooler;
+        let (classifier_weight, classifier_bias) = &self.classifier;
+        Ok((0..hidden.len())
+            .map(|index| {
+                let cls = &hidden.sequence(index)[..width];
+                let logit: f32 = pooler_weight
+                    .chunks_exact(width)
+                    .zip(pooler_bias)
+                    .zip(classifier_weight)
+                    .map(|((row, bias), weight)| (dot(row, cls) + bias).tanh() * weight)
+                    .sum();
+                logit + classifier_bias.first().copied().unwrap_or_default()
+            })
+            .collect())
     }
+}
+
+fn dot(a: &[f32], b: &[f32]) -> f32 {
+    a.iter().zip(b).map(|(a, b)| a * b).sum()
 }

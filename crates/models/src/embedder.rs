@@ -3,13 +3,11 @@
 use std::ops::Range;
 use std::path::{Component, Path};
 
-use candle_core::{DType, Device};
-use candle_nn::VarBuilder;
-use candle_transformers::models::bert::BertModel;
 use tokenizers::{Encoding, Tokenizer};
 
+use crate::bert::{Encoder, Weights};
 use crate::error::ModelError;
-use crate::pooling::{Pooling, l2_normalize, padded_batch};
+use crate::pooling::{Pooling, l2_normalize};
 use crate::settings::{WeightsFile, locate_files, read_bert_config, read_sentence_settings};
 use crate::weights::load_tensors;
 
@@ -55,14 +53,12 @@ struct Tokens {
 /// rayon pool).
 pub struct BertEmbedder {
     model_id: String,
-    model: BertModel,
-    /// Padding and truncation off: inputs are truncated by [`Self::tokenize`] and padded per
-    /// batch, and token counts must not include padding.
+    encoder: Encoder,
+    /// Padding and truncation off: inputs are truncated by [`Self::tokenize`], batches are
+    /// packed without padding, and token counts must not include padding.
     tokenizer: Tokenizer,
-    device: Device,
     dimensions: usize,
     max_tokens: usize,
-    pad_token_id: u32,
     pooling: Pooling,
     normalize: bool,
     batch_size: usize,
@@ -144,26 +140,22 @@ impl BertEmbedder {
             });
         }
 
-        let device = Device::Cpu;
         let weights_path = match &files.weights {
             WeightsFile::Safetensors(path) | WeightsFile::Pytorch(path) => path.clone(),
         };
-        let tensors = load_tensors(&files.weights, &device)?;
-        let vb = VarBuilder::from_tensors(tensors, DType::F32, &device);
-        let model = BertModel::load(vb, &config).map_err(|error| ModelError::Malformed {
-            path: weights_path,
-            reason: format!("weights do not match config.json: {error}"),
-        })?;
+        let mut weights = Weights::new(load_tensors(&files.weights)?);
+        let encoder =
+            Encoder::load(&mut weights, &config).map_err(|reason| ModelError::Malformed {
+                path: weights_path,
+                reason: format!("weights do not match config.json: {reason}"),
+            })?;
 
-        let pad_token_id = u32::try_from(config.pad_token_id).unwrap_or(0);
         let embedder = Self {
             model_id: model_id_for(dir),
-            model,
+            encoder,
             tokenizer,
-            device,
             dimensions: config.hidden_size,
             max_tokens,
-            pad_token_id,
             pooling: options.pooling.unwrap_or(settings.pooling),
             normalize: options.normalize.unwrap_or(settings.normalize),
             batch_size: options.batch_size,
@@ -211,17 +203,9 @@ impl BertEmbedder {
             return Ok(Vec::new());
         }
         let tokens = self.tokenize(texts)?;
-        // Longest first, so each batch holds similar lengths and little padding.
-        let mut order: Vec<usize> = (0..tokens.len()).collect();
-        order.sort_by_key(|&index| std::cmp::Reverse(tokens[index].ids.len()));
-
-        let mut vectors: Vec<Vec<f32>> = vec![Vec::new(); texts.len()];
-        for batch in order.chunks(self.batch_size) {
-            let rows: Vec<&Tokens> = batch.iter().map(|&index| &tokens[index]).collect();
-            let embedded = self.embed_batch(&rows)?;
-            for (&index, vector) in batch.iter().zip(embedded) {
-                vectors[index] = vector;
-            }
+        let mut vectors = Vec::with_capacity(texts.len());
+        for batch in tokens.chunks(self.batch_size) {
+            vectors.extend(self.embed_batch(batch)?);
         }
         Ok(vectors)
     }
@@ -272,19 +256,22 @@ impl BertEmbedder {
             .collect())
     }
 
-    /// One forward pass over `rows`, padded to the longest.
-    fn embed_batch(&self, rows: &[&Tokens]) -> Result<Vec<Vec<f32>>, ModelError> {
+    /// One forward pass over `rows`.
+    fn embed_batch(&self, rows: &[Tokens]) -> Result<Vec<Vec<f32>>, ModelError> {
         let rows: Vec<(&[u32], &[u32])> = rows
             .iter()
             .map(|row| (row.ids.as_slice(), row.type_ids.as_slice()))
             .collect();
-        let (ids, type_ids, mask) = padded_batch(&rows, self.pad_token_id, &self.device)?;
-        let hidden = self.model.forward(&ids, &type_ids, Some(&mask))?;
-        let mut pooled = self.pooling.pool(&hidden, &mask)?;
-        if self.normalize {
-            pooled = l2_normalize(&pooled)?;
-        }
-        Ok(pooled.to_vec2::<f32>()?)
+        let hidden = self.encoder.forward(&rows)?;
+        Ok((0..hidden.len())
+            .map(|index| {
+                let mut vector = self.pooling.pool(hidden.sequence(index), hidden.width());
+                if self.normalize {
+                    l2_normalize(&mut vector);
+                }
+                vector
+            })
+            .collect())
     }
 }
 

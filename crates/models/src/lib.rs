@@ -10,6 +10,7 @@
 //!
 //! [`EmbeddingModel`]: https://docs.rs/landfall-providers
 
+mod bert;
 mod cross_encoder;
 mod embedder;
 mod error;

@@ -4,10 +4,10 @@
 
 use std::path::{Path, PathBuf};
 
-use candle_transformers::models::bert::{Config, HiddenAct, PositionEmbeddingType};
 use serde::Deserialize;
 use serde::de::DeserializeOwned;
 
+use crate::bert::{Activation, BertConfig};
 use crate::error::ModelError;
 use crate::pooling::Pooling;
 
@@ -82,8 +82,6 @@ struct RawBertConfig {
     type_vocab_size: usize,
     #[serde(default = "default_layer_norm_eps")]
     layer_norm_eps: f64,
-    #[serde(default)]
-    pad_token_id: Option<usize>,
     #[serde(default)]
     position_embedding_type: Option<String>,
     #[serde(default)]
@@ -172,8 +170,8 @@ pub(crate) fn locate_files(dir: &Path) -> Result<ModelFiles, ModelError> {
     })
 }
 
-/// Reads the BERT configuration into candle's `Config`.
-pub(crate) fn read_bert_config(path: &Path) -> Result<Config, ModelError> {
+/// Reads the BERT configuration.
+pub(crate) fn read_bert_config(path: &Path) -> Result<BertConfig, ModelError> {
     let raw: RawBertConfig = read_json(path)?;
     let unsupported = |reason: String| ModelError::Unsupported {
         path: path.to_path_buf(),
@@ -191,10 +189,10 @@ pub(crate) fn read_bert_config(path: &Path) -> Result<Config, ModelError> {
     {
         return Err(unsupported(format!("position_embedding_type `{kind}`")));
     }
-    let hidden_act = match raw.hidden_act.as_str() {
-        "gelu" => HiddenAct::Gelu,
-        "gelu_new" | "gelu_pytorch_tanh" | "gelu_fast" => HiddenAct::GeluApproximate,
-        "relu" => HiddenAct::Relu,
+    let activation = match raw.hidden_act.as_str() {
+        "gelu" => Activation::Gelu,
+        "gelu_new" | "gelu_pytorch_tanh" | "gelu_fast" => Activation::GeluTanh,
+        "relu" => Activation::Relu,
         other => return Err(unsupported(format!("hidden_act `{other}`"))),
     };
     if raw.num_attention_heads == 0 || !raw.hidden_size.is_multiple_of(raw.num_attention_heads) {
@@ -206,23 +204,16 @@ pub(crate) fn read_bert_config(path: &Path) -> Result<Config, ModelError> {
             ),
         });
     }
-    Ok(Config {
+    Ok(BertConfig {
         vocab_size: raw.vocab_size,
         hidden_size: raw.hidden_size,
         num_hidden_layers: raw.num_hidden_layers,
         num_attention_heads: raw.num_attention_heads,
         intermediate_size: raw.intermediate_size,
-        hidden_act,
-        hidden_dropout_prob: 0.0,
+        activation,
         max_position_embeddings: raw.max_position_embeddings,
         type_vocab_size: raw.type_vocab_size,
-        initializer_range: 0.02,
         layer_norm_eps: raw.layer_norm_eps,
-        pad_token_id: raw.pad_token_id.unwrap_or(0),
-        position_embedding_type: PositionEmbeddingType::Absolute,
-        use_cache: false,
-        classifier_dropout: None,
-        model_type: Some("bert".to_owned()),
     })
 }
 

@@ -13,17 +13,14 @@ use crate::settings::WeightsFile;
 ///
 /// The file is read into memory rather than memory-mapped: mapping needs `unsafe`, which this
 /// workspace forbids, and the buffer is freed once the tensors are built.
-pub(crate) fn load_tensors(
-    file: &WeightsFile,
-    device: &Device,
-) -> Result<HashMap<String, Tensor>, ModelError> {
+pub(crate) fn load_tensors(file: &WeightsFile) -> Result<HashMap<String, Tensor>, ModelError> {
     let (path, tensors) = match file {
         WeightsFile::Safetensors(path) => {
             let bytes = std::fs::read(path).map_err(|source| ModelError::Io {
                 path: path.clone(),
                 source,
             })?;
-            let tensors = candle_core::safetensors::load_buffer(&bytes, device);
+            let tensors = candle_core::safetensors::load_buffer(&bytes, &Device::Cpu);
             (path, tensors)
         }
         WeightsFile::Pytorch(path) => {
@@ -99,7 +96,7 @@ mod tests {
         .map(|name| (name.to_owned(), one.clone()))
         .collect();
         candle_core::safetensors::save(&tensors, &path).unwrap();
-        let loaded = load_tensors(&WeightsFile::Safetensors(path), &Device::Cpu).unwrap();
+        let loaded = load_tensors(&WeightsFile::Safetensors(path)).unwrap();
         let mut names: Vec<_> = loaded.keys().cloned().collect();
         names.sort();
         assert_eq!(
@@ -118,7 +115,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("model.safetensors");
         std::fs::write(&path, b"not safetensors").unwrap();
-        let error = load_tensors(&WeightsFile::Safetensors(path), &Device::Cpu).unwrap_err();
+        let error = load_tensors(&WeightsFile::Safetensors(path)).unwrap_err();
         assert!(error.to_string().contains("model.safetensors"), "{error}");
     }
 }
