@@ -1,6 +1,7 @@
 //! Retrieval evaluation on BEIR-format collections (`corpus.jsonl`, `queries.jsonl`,
 //! `qrels/test.tsv`): the corpus is chunked and indexed with the same chunker, indexes and
-//! fusion as knowledge bases, each query is searched by BM25, by vectors and hybrid, chunks
+//! fusion as knowledge bases, each query is searched by BM25, by vectors and hybrid (RRF, and
+//! the weighted sum of normalized scores), chunks
 //! are rolled up to documents (a document ranks at its best chunk), and nDCG@10, Recall@10,
 //! Recall@100 and MRR@10 are reported with ingest and query timings. A BM25 over single
 //! characters (the usual baseline for Chinese without a segmenter) is reported alongside.
@@ -24,6 +25,9 @@ use crate::{Embedder, KnowledgeError};
 /// Chunks each retriever returns per query before they are rolled up to documents.
 const CANDIDATE_CHUNKS: usize = 300;
 const STORE: &str = "eval";
+/// The vector weight of the `hybrid_weighted` mode: `[knowledge.search] vector_weight`'s
+/// default.
+const WEIGHTED_VECTOR_WEIGHT: f32 = 0.5;
 
 /// One retrieval mode's scores and speed.
 #[derive(Debug, Clone, Serialize)]
@@ -160,30 +164,40 @@ pub async fn evaluate_dataset(
             .or_default()
             .record(&query.id, &vector_hits, &chunk_docs, started);
 
-        let started = Instant::now();
-        let fused: Vec<Hit> = fuse(
-            std::slice::from_ref(&keyword_hits),
-            std::slice::from_ref(&vector_hits),
-            FusionMethod::Rrf,
-            0.0,
-            CANDIDATE_CHUNKS,
-        )
-        .into_iter()
-        .map(|(hit, ..)| Hit {
-            id: hit.id,
-            score: hit.score,
-        })
-        .collect();
         // Hybrid time: both retrievals plus fusion.
         let keyword_ms = runs
             .get("bm25")
             .and_then(|run| run.latencies_ms.last())
             .copied()
             .unwrap_or(0.0);
-        let run = runs.entry("hybrid").or_default();
-        run.record(&query.id, &fused, &chunk_docs, started);
-        if let Some(last) = run.latencies_ms.last_mut() {
-            *last += vector_elapsed.as_secs_f64() * 1000.0 + keyword_ms;
+        for (mode, fusion) in [
+            ("hybrid", FusionMethod::Rrf),
+            (
+                "hybrid_weighted",
+                FusionMethod::Weighted {
+                    vector_weight: WEIGHTED_VECTOR_WEIGHT,
+                },
+            ),
+        ] {
+            let started = Instant::now();
+            let fused: Vec<Hit> = fuse(
+                std::slice::from_ref(&keyword_hits),
+                std::slice::from_ref(&vector_hits),
+                fusion,
+                0.0,
+                CANDIDATE_CHUNKS,
+            )
+            .into_iter()
+            .map(|(hit, ..)| Hit {
+                id: hit.id,
+                score: hit.score,
+            })
+            .collect();
+            let run = runs.entry(mode).or_default();
+            run.record(&query.id, &fused, &chunk_docs, started);
+            if let Some(last) = run.latencies_ms.last_mut() {
+                *last += vector_elapsed.as_secs_f64() * 1000.0 + keyword_ms;
+            }
         }
     }
 
@@ -194,6 +208,7 @@ pub async fn evaluate_dataset(
         "bm25",
         "vector",
         "hybrid",
+        "hybrid_weighted",
     ] {
         let Some(run) = runs.get_mut(mode) else {
             continue;

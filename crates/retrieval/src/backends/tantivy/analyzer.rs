@@ -1,6 +1,6 @@
 //! The analyzer for mixed Chinese/English text: jieba's search-mode cut (which also splits
 //! runs of Latin letters and digits into words), punctuation- and space-only tokens dropped,
-//! then lowercasing and English (Snowball) stemming.
+//! then lowercasing, stopwords dropped ([`super::stopwords`]) and English (Snowball) stemming.
 //!
 //! The same analyzer runs at indexing and at query time, so a Chinese query produces exactly
 //! the terms its documents were indexed under (the classic bug of a whitespace query parser
@@ -9,12 +9,18 @@
 use std::sync::LazyLock;
 
 use ::tantivy::tokenizer::{
-    Language, LowerCaser, RemoveLongFilter, Stemmer, TextAnalyzer, Token, TokenStream, Tokenizer,
+    Language, LowerCaser, RemoveLongFilter, Stemmer, StopWordFilter, TextAnalyzer, Token,
+    TokenStream, Tokenizer,
 };
 use jieba_rs::{Jieba, TokenizeMode};
 
 /// The name the analyzer is registered under in the index's tokenizer manager.
 pub(super) const ANALYZER_NAME: &str = "landfall_zh_en";
+
+/// Changes whenever the analyzer gives different terms for the same text; an index built by
+/// another version is rebuilt from the chunk store ([`super::TantivyKeywordIndex::open`]).
+/// 1: jieba words and their characters, lowercase, stemming. 2: stopwords dropped.
+pub(super) const ANALYZER_VERSION: u32 = 2;
 
 /// Tokens longer than this (in bytes) are dropped: they are base64 blobs or URLs, not words.
 const MAX_TOKEN_BYTES: usize = 64;
@@ -22,11 +28,17 @@ const MAX_TOKEN_BYTES: usize = 64;
 /// jieba's dictionary takes ~100 ms to load; one copy serves every index of the process.
 static JIEBA: LazyLock<Jieba> = LazyLock::new(Jieba::new);
 
-/// Builds the analyzer: jieba cut, drop long tokens, lowercase, English stemming.
+/// Builds the analyzer: jieba cut, drop long tokens, lowercase, drop stopwords, English
+/// stemming.
 pub(super) fn analyzer() -> TextAnalyzer {
+    let stopwords = super::stopwords::ENGLISH
+        .iter()
+        .chain(super::stopwords::CHINESE)
+        .map(|&word| word.to_owned());
     TextAnalyzer::builder(JiebaTokenizer)
         .filter(RemoveLongFilter::limit(MAX_TOKEN_BYTES))
         .filter(LowerCaser)
+        .filter(StopWordFilter::remove(stopwords))
         .filter(Stemmer::new(Language::English))
         .build()
 }
@@ -137,12 +149,36 @@ mod tests {
             "{terms:?}"
         );
         assert!(!terms.iter().any(|t| t.trim().is_empty()), "{terms:?}");
+        for stopword in ["的", "在", "我们"] {
+            assert!(
+                !terms.contains(&stopword.to_owned()),
+                "{stopword}: {terms:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn stopwords_are_dropped_in_both_languages() {
+        let mut analyzer = analyzer();
+        assert_eq!(
+            terms(&mut analyzer, "What are the laws of similarity?"),
+            ["law", "similar"]
+        );
+        let chinese = terms(&mut analyzer, "RCEP具体包括哪些国家");
+        assert!(chinese.contains(&"国家".to_owned()), "{chinese:?}");
+        assert!(
+            !chinese
+                .iter()
+                .any(|t| t == "哪些" || t == "哪" || t == "些"),
+            "{chinese:?}"
+        );
+        assert!(terms(&mut analyzer, "what is it").is_empty());
     }
 
     #[test]
     fn punctuation_only_text_has_no_terms() {
         let mut analyzer = analyzer();
-        assert!(terms(&mut analyzer, " ，。!?:\" AND ").len() == 1);
+        assert_eq!(terms(&mut analyzer, " ，。!?:\" WING "), ["wing"]);
         assert!(terms(&mut analyzer, " ，。!?:\"  ").is_empty());
     }
 }

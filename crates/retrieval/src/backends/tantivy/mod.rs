@@ -1,25 +1,30 @@
 //! The embedded [`KeywordIndex`]: BM25 over one on-disk tantivy index shared by every store.
 //!
 //! Fields: `id` (i64, indexed + fast: delete-by-id and the tie-break), `store_id` and
-//! `file_id` (raw strings), `text` (analyzed by [`analyzer`]: jieba + lowercase + English
-//! stemming), `attrs` (raw attribute terms, see [`filter`], so metadata filters run inside the
+//! `file_id` (raw strings), `text` (analyzed by [`analyzer`]: jieba, lowercase, stopwords,
+//! English stemming), `attrs` (raw attribute terms, see [`filter`], so metadata filters run inside the
 //! tantivy query instead of after it).
 //!
 //! The index directory belongs to one process: tantivy takes a writer lock on it at
 //! [`TantivyKeywordIndex::open`] (a second opener gets [`IndexError::Unavailable`]) and keeps it
 //! until the index is dropped.
 //!
+//! A file beside the index records the analyzer version it was built with; an index of
+//! another version is emptied at open, and the knowledge layer's catch-up, which starts from
+//! the empty index's checkpoint 0, rebuilds it from the chunk store.
+//!
 //! Blocking work (indexing, committing, searching: tantivy reads mmapped files and jieba cuts
 //! the query) runs on tokio's blocking pool, so a slow disk never stalls the reactor.
 
 mod analyzer;
 mod filter;
+mod stopwords;
 
 use std::path::Path;
 use std::sync::{Arc, Mutex};
 
 use ::tantivy::collector::TopDocs;
-use ::tantivy::directory::MmapDirectory;
+use ::tantivy::directory::{Directory, INDEX_WRITER_LOCK, MmapDirectory};
 use ::tantivy::query::{BooleanQuery, ConstScoreQuery, Occur, Query, TermQuery};
 use ::tantivy::schema::{
     Field, INDEXED, IndexRecordOption, STRING, Schema, TextFieldIndexing, TextOptions,
@@ -34,6 +39,9 @@ use crate::{Checkpoint, Filter, Hit, IndexError, IndexedChunk, KeywordIndex};
 
 /// Memory the writer may buffer before flushing a segment (tantivy's minimum is 15 MB).
 const WRITER_MEMORY_BYTES: usize = 64 * 1024 * 1024;
+
+/// The file in the index directory that holds [`analyzer::ANALYZER_VERSION`].
+const ANALYZER_FILE: &str = "landfall-analyzer-version";
 
 /// The embedded BM25 keyword index. Cheap to share: wrap it in an `Arc`.
 #[derive(Clone)]
@@ -120,8 +128,12 @@ impl TantivyKeywordIndex {
         std::fs::create_dir_all(dir).map_err(|e| {
             IndexError::Unavailable(format!("cannot create {}: {e}", dir.display()))
         })?;
-        let directory = MmapDirectory::open(dir)
-            .map_err(|e| IndexError::Unavailable(format!("cannot open {}: {e}", dir.display())))?;
+        let open_directory = || {
+            MmapDirectory::open(dir)
+                .map_err(|e| IndexError::Unavailable(format!("cannot open {}: {e}", dir.display())))
+        };
+        discard_if_other_analyzer(dir, &open_directory()?)?;
+        let directory = open_directory()?;
         let (schema, fields) = schema();
         let index = Index::open_or_create(directory, schema).map_err(backend)?;
         index
@@ -130,6 +142,11 @@ impl TantivyKeywordIndex {
         let writer = index
             .writer_with_num_threads(1, WRITER_MEMORY_BYTES)
             .map_err(backend)?;
+        std::fs::write(
+            dir.join(ANALYZER_FILE),
+            analyzer::ANALYZER_VERSION.to_string(),
+        )
+        .map_err(|e| IndexError::Unavailable(format!("cannot write in {}: {e}", dir.display())))?;
         let reader = index
             .reader_builder()
             .reload_policy(ReloadPolicy::Manual)
@@ -155,6 +172,42 @@ impl TantivyKeywordIndex {
             .await
             .map_err(|e| IndexError::Backend(format!("keyword index task failed: {e}")))?
     }
+}
+
+/// Empties `dir` when it holds an index built by another analyzer version (or by one from
+/// before versions were recorded), holding the writer lock so that an index another process
+/// has open is never touched.
+fn discard_if_other_analyzer(dir: &Path, directory: &MmapDirectory) -> Result<(), IndexError> {
+    let has_index = dir.join("meta.json").is_file();
+    let built_with = std::fs::read_to_string(dir.join(ANALYZER_FILE)).ok();
+    let current = analyzer::ANALYZER_VERSION.to_string();
+    if !has_index || built_with.as_deref().map(str::trim) == Some(current.as_str()) {
+        return Ok(());
+    }
+    let _lock = directory
+        .acquire_lock(&INDEX_WRITER_LOCK)
+        .map_err(|e| IndexError::Unavailable(format!("{}: {e}", dir.display())))?;
+    tracing::warn!(
+        dir = %dir.display(),
+        built_with = built_with.as_deref().unwrap_or("1").trim(),
+        current = analyzer::ANALYZER_VERSION,
+        "keyword index built by another analyzer version: emptying it to rebuild from the chunk store"
+    );
+    let lock_file = INDEX_WRITER_LOCK.filepath.clone();
+    let unavailable =
+        |e: std::io::Error| IndexError::Unavailable(format!("cannot empty {}: {e}", dir.display()));
+    for entry in std::fs::read_dir(dir).map_err(unavailable)? {
+        let path = entry.map_err(unavailable)?.path();
+        if path.file_name() == Some(lock_file.as_os_str()) {
+            continue;
+        }
+        if path.is_dir() {
+            std::fs::remove_dir_all(&path).map_err(unavailable)?;
+        } else {
+            std::fs::remove_file(&path).map_err(unavailable)?;
+        }
+    }
+    Ok(())
 }
 
 impl Inner {

@@ -123,3 +123,45 @@ async fn a_second_opener_is_refused_while_the_first_holds_the_lock() -> Result<(
     TantivyKeywordIndex::open(dir.path())?;
     Ok(())
 }
+
+#[tokio::test]
+async fn an_index_of_another_analyzer_version_is_emptied_at_open() -> Result<(), IndexError> {
+    let dir = tempfile::tempdir().map_err(|e| IndexError::Backend(e.to_string()))?;
+    let index = TantivyKeywordIndex::open(dir.path())?;
+    index
+        .add(&[chunk(1, "s", "f", "pressure distribution on a wing")])
+        .await?;
+    index.commit(7).await?;
+    drop(index);
+
+    // Reopened by the same version: nothing changes.
+    let index = TantivyKeywordIndex::open(dir.path())?;
+    assert_eq!(index.checkpoint().await?, 7);
+    assert_eq!(
+        index.search(&stores(&["s"]), "wing", None, 10).await?.len(),
+        1
+    );
+    drop(index);
+
+    // Built by an older analyzer (or before versions were recorded): emptied, checkpoint 0,
+    // so the knowledge layer replays the chunk store into it.
+    for older in [Some("1"), None] {
+        let marker = dir.path().join(ANALYZER_FILE);
+        match older {
+            Some(version) => std::fs::write(&marker, version),
+            None => std::fs::remove_file(&marker),
+        }
+        .map_err(|e| IndexError::Backend(e.to_string()))?;
+        let index = TantivyKeywordIndex::open(dir.path())?;
+        assert_eq!(index.checkpoint().await?, 0);
+        assert!(
+            index
+                .search(&stores(&["s"]), "wing", None, 10)
+                .await?
+                .is_empty()
+        );
+        index.add(&[chunk(2, "s", "f", "a wing again")]).await?;
+        index.commit(9).await?;
+    }
+    Ok(())
+}
