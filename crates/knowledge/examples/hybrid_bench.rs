@@ -34,6 +34,8 @@ use serde_json::{Value, json};
 const TENANT: &str = "bench";
 /// Documents per text file.
 const DOCUMENTS_PER_FILE: usize = 200;
+/// Files ingested between counts of the chunks so far.
+const FILES_PER_ROUND: usize = 8;
 
 struct Options {
     model: PathBuf,
@@ -159,6 +161,30 @@ fn read_sets(data: &Path) -> anyhow::Result<Vec<Set>> {
     Ok(sets)
 }
 
+/// Waits for the `pending` files, checks they completed, and returns their chunk count.
+async fn settle(
+    knowledge: &Knowledge,
+    store_id: &str,
+    pending: &mut Vec<String>,
+) -> anyhow::Result<usize> {
+    knowledge.wait_idle().await;
+    let mut chunks = 0;
+    for file_id in pending.drain(..) {
+        let record = knowledge.get_store_file(TENANT, store_id, &file_id).await?;
+        anyhow::ensure!(
+            record.status == IngestStatus::Completed,
+            "{file_id} ended {:?}: {:?}",
+            record.status,
+            record.last_error
+        );
+        chunks += knowledge
+            .file_chunks(TENANT, store_id, &file_id)
+            .await?
+            .len();
+    }
+    Ok(chunks)
+}
+
 fn percentile(sorted: &[f64], p: f64) -> f64 {
     if sorted.is_empty() {
         return 0.0;
@@ -220,8 +246,8 @@ async fn main() -> anyhow::Result<()> {
     // Ingest copies of every corpus until the store holds the asked-for chunks.
     let started = Instant::now();
     let (mut chunks, mut copy, mut files) = (0usize, 0usize, 0usize);
-    while chunks < options.chunks {
-        let mut round = Vec::new();
+    let mut pending = Vec::new();
+    'ingest: loop {
         for (name, documents, _) in &sets {
             for (part, group) in documents.chunks(DOCUMENTS_PER_FILE).enumerate() {
                 // The first line makes every copy's content, and so its hash, unique.
@@ -244,24 +270,17 @@ async fn main() -> anyhow::Result<()> {
                 knowledge
                     .attach(TENANT, &store_id, attachment, None)
                     .await?;
-                round.push(file.id);
+                pending.push(file.id);
+                if pending.len() < FILES_PER_ROUND {
+                    continue;
+                }
+                chunks += settle(&knowledge, &store_id, &mut pending).await?;
+                files += FILES_PER_ROUND;
+                if chunks >= options.chunks {
+                    break 'ingest;
+                }
             }
         }
-        knowledge.wait_idle().await;
-        for file_id in &round {
-            let record = knowledge.get_store_file(TENANT, &store_id, file_id).await?;
-            anyhow::ensure!(
-                record.status == IngestStatus::Completed,
-                "{file_id} ended {:?}: {:?}",
-                record.status,
-                record.last_error
-            );
-            chunks += knowledge
-                .file_chunks(TENANT, &store_id, file_id)
-                .await?
-                .len();
-        }
-        files += round.len();
         copy += 1;
     }
     let ingest_seconds = started.elapsed().as_secs_f64();
@@ -330,7 +349,7 @@ async fn main() -> anyhow::Result<()> {
         json!({
             "chunks": chunks,
             "files": files,
-            "corpus_copies": copy,
+            "corpus_copies": copy + 1,
             "ingest_seconds": ingest_seconds,
             "queries": queries.len(),
             "modes": report,

@@ -142,7 +142,10 @@ impl Weights {
     fn dense(&mut self, prefix: &str, inputs: usize, outputs: usize) -> Result<Dense, String> {
         let weight = self.tensor(&format!("{prefix}.weight"), &[outputs, inputs])?;
         Ok(Dense {
-            weight: weight.t().map_err(|error| error.to_string())?,
+            weight: weight
+                .t()
+                .and_then(|t| t.contiguous())
+                .map_err(|error| error.to_string())?,
             bias: self.vector(&format!("{prefix}.bias"), &[outputs])?,
         })
     }
@@ -360,7 +363,7 @@ fn load_layer(weights: &mut Weights, prefix: &str, config: &BertConfig) -> Resul
             .map_err(|error| error.to_string())?,
         0,
     )
-    .and_then(|stacked| stacked.t())
+    .and_then(|stacked| stacked.t()?.contiguous())
     .map_err(|error| error.to_string())?;
     let qkv = Dense {
         weight: stacked,

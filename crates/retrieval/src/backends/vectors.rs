@@ -28,7 +28,8 @@
 //! Vectors are normalized at `add` and kept in one contiguous arena; each store has its own
 //! list of slots, so a search touches only the requested stores' vectors, and evaluates the
 //! filter ([`Filter::matches`] over [`filterable_attributes`]) per candidate before the dot
-//! product. Dot products run 8 lanes at a time, which the compiler turns into SIMD.
+//! product. Dot products run 8 lanes at a time, which the compiler turns into SIMD, and a
+//! store's slots are scanned in parts of [`SLOTS_PER_TASK`] in parallel on the rayon pool.
 //!
 //! # Concurrency
 //! Searches share a read lock on the committed state and run on tokio's blocking pool; `add`
@@ -39,10 +40,14 @@ use std::collections::{BinaryHeap, HashMap};
 use std::sync::{Arc, Mutex, RwLock};
 
 use async_trait::async_trait;
+use rayon::prelude::*;
 use serde_json::{Map, Value};
 
 use super::filterable_attributes;
 use crate::{Checkpoint, ChunkId, Filter, Hit, IndexError, IndexedChunk, VectorIndex};
+
+/// Vectors one parallel search task scans (12 MiB at 384 dimensions).
+const SLOTS_PER_TASK: usize = 8192;
 
 /// The embedded exact vector index. Cheap to share: clones are handles to the same index.
 #[derive(Clone, Default)]
@@ -261,16 +266,21 @@ impl State {
         filter: Option<&Filter>,
         limit: usize,
     ) -> Vec<Hit> {
-        let mut top = TopK::new(limit);
         let mut seen_stores: Vec<&str> = Vec::with_capacity(store_ids.len());
+        let mut parts: Vec<&[usize]> = Vec::new();
         for store_id in store_ids {
             if seen_stores.contains(&store_id.as_str()) {
                 continue;
             }
             seen_stores.push(store_id);
-            let Some(slots) = self.by_store.get(store_id) else {
-                continue;
-            };
+            if let Some(slots) = self.by_store.get(store_id) {
+                parts.extend(slots.chunks(SLOTS_PER_TASK));
+            }
+        }
+        // The scan is bound by memory bandwidth, which one core does not saturate: parts run
+        // on the rayon pool, each keeping its own best `limit`, merged at the end.
+        let scan = |slots: &[usize]| {
+            let mut top = TopK::new(limit);
             for &slot in slots {
                 let Some(meta) = &self.slots[slot] else {
                     continue;
@@ -281,6 +291,16 @@ impl State {
                 let vector = &self.vectors[slot * self.dims..(slot + 1) * self.dims];
                 top.push(meta.id, dot(vector, query));
             }
+            top
+        };
+        let partial: Vec<TopK> = if parts.len() > 1 {
+            parts.into_par_iter().map(scan).collect()
+        } else {
+            parts.into_iter().map(scan).collect()
+        };
+        let mut top = TopK::new(limit);
+        for hit in partial.into_iter().flat_map(TopK::into_hits) {
+            top.push(hit.id, hit.score);
         }
         top.into_hits()
     }
