@@ -12,7 +12,8 @@
 //! Exact search is memory-bandwidth bound (a query streams every candidate's 1.5 KiB), has
 //! recall 1.0, no build time, and costs nothing to keep in step with adds and deletes. Up to
 //! ~50k vectors per searched store set it is far inside the 50 ms hybrid budget; at 100k its
-//! p99 sits at the budget on a loaded 2-core machine. HNSW answers 100k in single-digit
+//! p99 sat at the budget on a loaded 2-core machine with one thread, and is 8.6 ms (p50 5.6)
+//! idle with the scan split over both cores (session 14). HNSW answers 100k in single-digit
 //! milliseconds, but building it took over 10 minutes on 2 cores, which rules out rebuilding
 //! it at start-up and would require persisting the graph with its checkpoint (`hnsw_rs` can
 //! dump/reload files; deletes are not supported and need tombstones plus periodic rebuilds).
