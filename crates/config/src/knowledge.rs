@@ -176,6 +176,10 @@ pub struct SearchConfig {
     pub max_num_results: usize,
     /// Model alias that writes HyDE answers and query rewrites (`rewrite_query`, RAG-Fusion).
     pub rewrite_model: Option<String>,
+    /// The instructions of grounded answers' system prompt (role, task, constraints, output
+    /// format); the numbered sources follow them. Default: Landfall's own, which asks for
+    /// citations as `[n]`.
+    pub grounding_instructions: Option<String>,
 }
 
 impl Default for SearchConfig {
@@ -185,6 +189,7 @@ impl Default for SearchConfig {
             vector_weight: 0.5,
             max_num_results: 10,
             rewrite_model: None,
+            grounding_instructions: None,
         }
     }
 }

@@ -407,6 +407,16 @@ fn check_knowledge(
             "must be between 1 and 50",
         );
     }
+    if search
+        .grounding_instructions
+        .as_deref()
+        .is_some_and(|text| text.trim().is_empty())
+    {
+        errors.push(
+            "knowledge.search.grounding_instructions",
+            "must not be empty (leave it out for the default)",
+        );
+    }
     let known_model = |name: &str| models.contains_key(name);
     if let Some(model) = &search.rewrite_model
         && !known_model(model)

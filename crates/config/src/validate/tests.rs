@@ -221,3 +221,29 @@ fn governance_defaults_are_embedded() {
     assert!(config.cache.enabled);
     assert_eq!(config.shedding.cpu_threshold_percent, 80);
 }
+
+#[test]
+fn knowledge_search_settings_are_validated() {
+    let text = r#"
+[knowledge.search]
+vector_weight = 1.5
+grounding_instructions = "   "
+"#;
+    let errors = from_toml(text, &Environment::default()).unwrap_err();
+    let paths: Vec<&str> = errors.0.iter().map(|error| error.path.as_str()).collect();
+    for expected in [
+        "knowledge.search.vector_weight",
+        "knowledge.search.grounding_instructions",
+    ] {
+        assert!(paths.contains(&expected), "missing {expected} in {errors}");
+    }
+    let text = r#"
+[knowledge.search]
+grounding_instructions = "Answer as a pharmacist. Cite sources as [n]."
+"#;
+    let config = from_toml(text, &Environment::default()).unwrap();
+    assert_eq!(
+        config.knowledge.search.grounding_instructions.as_deref(),
+        Some("Answer as a pharmacist. Cite sources as [n].")
+    );
+}

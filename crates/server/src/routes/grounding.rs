@@ -31,6 +31,7 @@ struct KnowledgeOptions {
     score_threshold: Option<f32>,
 }
 
+/// The default of `[knowledge.search] grounding_instructions`.
 const INSTRUCTIONS: &str = "You answer questions using only the numbered sources below.\n\
 Task: answer the user's last question from the sources.\n\
 Constraints: if the sources do not contain the answer, say so instead of guessing; keep the \
@@ -118,15 +119,21 @@ pub(crate) async fn ground(
         .search(&principal.tenant.id, &store_ids, &search)
         .await?
         .hits;
-    request
-        .messages
-        .insert(0, ChatMessage::text(Role::System, prompt(&hits)));
+    let instructions = state
+        .knowledge_search_defaults()
+        .grounding_instructions
+        .as_deref()
+        .unwrap_or(INSTRUCTIONS);
+    request.messages.insert(
+        0,
+        ChatMessage::text(Role::System, prompt(instructions, &hits)),
+    );
     Ok(Some(hits))
 }
 
-/// The system prompt: instructions, then each source as `[n] filename, page: text`.
-fn prompt(hits: &[SearchHit]) -> String {
-    let mut prompt = String::from(INSTRUCTIONS);
+/// The system prompt: `instructions`, then each source as `[n] filename, page: text`.
+fn prompt(instructions: &str, hits: &[SearchHit]) -> String {
+    let mut prompt = String::from(instructions.trim_end());
     prompt.push_str("\n\nSources:\n");
     if hits.is_empty() {
         prompt.push_str("(none found)\n");
@@ -303,9 +310,12 @@ mod tests {
 
     #[test]
     fn the_prompt_numbers_sources_and_asks_for_citations() {
-        let text = prompt(&[hit("a")]);
+        let text = prompt(INSTRUCTIONS, &[hit("a")]);
         assert!(text.contains("[1] a.pdf, page 3:\ntext"));
         assert!(text.contains("square brackets"));
-        assert!(prompt(&[]).contains("(none found)"));
+        assert!(prompt(INSTRUCTIONS, &[]).contains("(none found)"));
+        let custom = prompt("Answer as a pharmacist; cite as [n].\n", &[hit("a")]);
+        assert!(custom.starts_with("Answer as a pharmacist; cite as [n].\n\nSources:\n[1] a.pdf"));
+        assert!(!custom.contains("square brackets"));
     }
 }
