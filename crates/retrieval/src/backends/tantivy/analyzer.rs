@@ -28,17 +28,24 @@ const MAX_TOKEN_BYTES: usize = 64;
 /// jieba's dictionary takes ~100 ms to load; one copy serves every index of the process.
 static JIEBA: LazyLock<Jieba> = LazyLock::new(Jieba::new);
 
+/// Both stopword lists as one set, built once: every query builds an analyzer, and cloning
+/// the filter only clones the set's `Arc`.
+static STOPWORDS: LazyLock<StopWordFilter> = LazyLock::new(|| {
+    StopWordFilter::remove(
+        super::stopwords::ENGLISH
+            .iter()
+            .chain(super::stopwords::CHINESE)
+            .map(|&word| word.to_owned()),
+    )
+});
+
 /// Builds the analyzer: jieba cut, drop long tokens, lowercase, drop stopwords, English
 /// stemming.
 pub(super) fn analyzer() -> TextAnalyzer {
-    let stopwords = super::stopwords::ENGLISH
-        .iter()
-        .chain(super::stopwords::CHINESE)
-        .map(|&word| word.to_owned());
     TextAnalyzer::builder(JiebaTokenizer)
         .filter(RemoveLongFilter::limit(MAX_TOKEN_BYTES))
         .filter(LowerCaser)
-        .filter(StopWordFilter::remove(stopwords))
+        .filter(STOPWORDS.clone())
         .filter(Stemmer::new(Language::English))
         .build()
 }
