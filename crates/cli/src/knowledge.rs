@@ -9,7 +9,7 @@ use std::sync::Arc;
 
 use anyhow::Context;
 use landfall_knowledge::{
-    Attachment, FusionMethod, Knowledge, NewStore, SearchMode, SearchRequest,
+    Attachment, Caller, FusionMethod, Knowledge, NewStore, SearchMode, SearchRequest,
 };
 use landfall_storage::IngestStatus;
 
@@ -244,7 +244,11 @@ pub(crate) fn search(
             rerank: true,
         };
         let results = knowledge
-            .search(tenant, std::slice::from_ref(&store.id), &request)
+            .search(
+                &Caller::background(tenant),
+                std::slice::from_ref(&store.id),
+                &request,
+            )
             .await?;
         knowledge.shutdown().await;
         if json {

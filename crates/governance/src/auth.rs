@@ -112,38 +112,69 @@ impl Authenticator {
         let Some(key_id) = secret::key_id(secret) else {
             return Err(incorrect);
         };
-        let lookup = self
-            .cache
-            .try_get_with(key_id.clone(), self.load(&key_id))
-            .await
-            .map_err(|error: Arc<StoreError>| {
-                GovernanceError::Store(StoreError::Unavailable(error.to_string()))
-            })?;
-        let Lookup::Found { key, tenant } = lookup else {
+        let Lookup::Found { key, tenant } = self.lookup(&key_id).await? else {
             return Err(incorrect);
         };
         if !secret::matches(secret, &key.secret_sha256) {
             return Err(incorrect);
         }
-        if key.revoked_at.is_some() {
-            return Err(GovernanceError::Unauthorized {
-                reason: "this API key has been revoked",
-            });
-        }
-        if key.expires_at.is_some_and(|expiry| expiry <= now_millis()) {
-            return Err(GovernanceError::Unauthorized {
-                reason: "this API key has expired",
-            });
-        }
-        if tenant.revoked_at.is_some() {
-            return Err(GovernanceError::Unauthorized {
-                reason: "the tenant of this API key has been revoked",
-            });
-        }
+        usable(&key, &tenant)?;
         Ok(Principal {
             tenant,
             key: Some(key),
         })
+    }
+
+    /// The principal of a call made for `tenant_id` (with `key_id`, when the call is part of
+    /// a request made with that key) rather than with a secret: the model calls of a search
+    /// or of a background ingestion. A revoked, expired or deleted key or tenant is refused
+    /// as a request with it would be.
+    pub(crate) async fn principal_of(
+        &self,
+        tenant_id: &str,
+        key_id: Option<&str>,
+    ) -> Result<Principal, GovernanceError> {
+        let gone = GovernanceError::Unauthorized {
+            reason: "the key or tenant this work runs for no longer exists",
+        };
+        if let Some(key_id) = key_id {
+            let Lookup::Found { key, tenant } = self.lookup(key_id).await? else {
+                return Err(gone);
+            };
+            if tenant.id != tenant_id {
+                return Err(gone);
+            }
+            usable(&key, &tenant)?;
+            return Ok(Principal {
+                tenant,
+                key: Some(key),
+            });
+        }
+        if let Some(anonymous) = &self.anonymous
+            && anonymous.tenant.id == tenant_id
+        {
+            return Ok(anonymous.clone());
+        }
+        let tenant = self.store.get_tenant(tenant_id).await?.ok_or(gone)?;
+        if tenant.revoked_at.is_some() {
+            return Err(GovernanceError::Unauthorized {
+                reason: "the tenant has been revoked",
+            });
+        }
+        Ok(Principal {
+            tenant: Arc::new(tenant),
+            key: None,
+        })
+    }
+
+    /// The key `key_id` and its tenant, from the cache or the store.
+    async fn lookup(&self, key_id: &str) -> Result<Lookup, GovernanceError> {
+        self.cache
+            .try_get_with(key_id.to_owned(), self.load(key_id))
+            .await
+            .map_err(|error: Arc<StoreError>| {
+                GovernanceError::Store(StoreError::Unavailable(error.to_string()))
+            })
     }
 
     async fn load(&self, key_id: &str) -> Result<Lookup, StoreError> {
@@ -168,4 +199,18 @@ impl Authenticator {
     pub(crate) fn forget_all(&self) {
         self.cache.invalidate_all();
     }
+}
+
+/// Refuses a key that is revoked or expired, or whose tenant is revoked.
+fn usable(key: &ApiKey, tenant: &Tenant) -> Result<(), GovernanceError> {
+    let reason = if key.revoked_at.is_some() {
+        "this API key has been revoked"
+    } else if key.expires_at.is_some_and(|expiry| expiry <= now_millis()) {
+        "this API key has expired"
+    } else if tenant.revoked_at.is_some() {
+        "the tenant of this API key has been revoked"
+    } else {
+        return Ok(());
+    };
+    Err(GovernanceError::Unauthorized { reason })
 }

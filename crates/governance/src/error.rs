@@ -6,7 +6,7 @@ use landfall_storage::{BudgetPeriod, StoreError};
 use crate::RateLimitHeaders;
 
 /// Why governance refused a request.
-#[derive(Debug, thiserror::Error)]
+#[derive(Debug, Clone, thiserror::Error)]
 pub enum GovernanceError {
     /// No key, an unknown key, or a key that is revoked or expired.
     #[error("{reason}")]

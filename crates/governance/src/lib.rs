@@ -275,6 +275,20 @@ impl Governance {
         self.inner.auth.authenticate(authorization).await
     }
 
+    /// The principal of work done for a tenant (and key) rather than sent with a secret: the
+    /// model calls a search or an ingestion makes on the gateway.
+    ///
+    /// # Errors
+    /// `Unauthorized` when the key or tenant is revoked, expired or gone; `Store` when they
+    /// cannot be read.
+    pub async fn principal_of(
+        &self,
+        tenant_id: &str,
+        key_id: Option<&str>,
+    ) -> Result<Principal, GovernanceError> {
+        self.inner.auth.principal_of(tenant_id, key_id).await
+    }
+
     /// # Errors
     /// `ModelNotAllowed` when the key's scopes exclude `model`.
     pub fn authorize_model(

@@ -25,7 +25,7 @@ use async_trait::async_trait;
 use landfall_config::KnowledgeConfig;
 use landfall_documents::TokenSpans;
 use landfall_knowledge::{
-    Attachment, Embedder, FusionMethod, Knowledge, KnowledgeError, LocalEmbedder, NewStore,
+    Attachment, Caller, Embedder, FusionMethod, Knowledge, KnowledgeError, LocalEmbedder, NewStore,
     SearchMode, SearchRequest,
 };
 use landfall_storage::{IngestStatus, KnowledgeStore, SqliteStore};
@@ -89,9 +89,13 @@ impl Embedder for BenchEmbedder {
         self.model.tokenizer()
     }
 
-    async fn embed(&self, texts: Vec<String>) -> Result<Vec<Vec<f32>>, KnowledgeError> {
+    async fn embed(
+        &self,
+        texts: Vec<String>,
+        caller: &Caller,
+    ) -> Result<Vec<Vec<f32>>, KnowledgeError> {
         if self.real.load(Ordering::Relaxed) {
-            return self.model.embed(texts).await;
+            return self.model.embed(texts, caller).await;
         }
         Ok(texts
             .iter()
@@ -300,6 +304,7 @@ async fn main() -> anyhow::Result<()> {
         round_robin.into_iter().take(options.queries).collect()
     };
     let stores = [store_id];
+    let caller = Caller::background(TENANT);
     let mut report = serde_json::Map::new();
     for (label, mode) in [
         ("hybrid", SearchMode::Hybrid),
@@ -320,13 +325,13 @@ async fn main() -> anyhow::Result<()> {
         };
         // Warm-up: page cache, first-call allocations.
         for query in queries.iter().take(20) {
-            knowledge.search(TENANT, &stores, &request(query)).await?;
+            knowledge.search(&caller, &stores, &request(query)).await?;
         }
         let mut latencies = Vec::with_capacity(queries.len());
         let mut empty = 0;
         for query in &queries {
             let started = Instant::now();
-            let results = knowledge.search(TENANT, &stores, &request(query)).await?;
+            let results = knowledge.search(&caller, &stores, &request(query)).await?;
             latencies.push(started.elapsed().as_secs_f64() * 1000.0);
             empty += usize::from(results.hits.is_empty());
         }

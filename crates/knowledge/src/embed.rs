@@ -9,7 +9,7 @@ use async_trait::async_trait;
 use landfall_documents::TokenSpans;
 use landfall_models::{BertEmbedder, EmbedderOptions};
 
-use crate::KnowledgeError;
+use crate::{Caller, KnowledgeError};
 
 /// Turns texts into vectors.
 ///
@@ -22,9 +22,16 @@ pub trait Embedder: Send + Sync {
     fn dimensions(&self) -> usize;
     /// The tokens chunks are counted in.
     fn tokenizer(&self) -> Arc<dyn TokenSpans>;
+    /// Embeds `texts` for `caller`, who is charged when the model is behind the gateway.
+    ///
     /// # Errors
-    /// [`KnowledgeError::Embedding`] when the model fails.
-    async fn embed(&self, texts: Vec<String>) -> Result<Vec<Vec<f32>>, KnowledgeError>;
+    /// [`KnowledgeError::Embedding`] when the model fails, [`KnowledgeError::Refused`] when
+    /// the caller's limits or budgets refuse the call.
+    async fn embed(
+        &self,
+        texts: Vec<String>,
+        caller: &Caller,
+    ) -> Result<Vec<Vec<f32>>, KnowledgeError>;
 }
 
 /// A BERT-family model run in this process. Forward passes run on tokio's blocking pool, one
@@ -82,7 +89,11 @@ impl Embedder for LocalEmbedder {
         Arc::new(ModelTokens(self.model.clone()))
     }
 
-    async fn embed(&self, texts: Vec<String>) -> Result<Vec<Vec<f32>>, KnowledgeError> {
+    async fn embed(
+        &self,
+        texts: Vec<String>,
+        _caller: &Caller,
+    ) -> Result<Vec<Vec<f32>>, KnowledgeError> {
         let mut vectors = Vec::with_capacity(texts.len());
         // Batch by batch, so a long ingest lets queries in between.
         for batch in texts.chunks(self.batch_size * 4) {

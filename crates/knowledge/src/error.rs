@@ -35,6 +35,11 @@ pub enum KnowledgeError {
     /// Generating a query rewrite or hypothetical answer failed.
     #[error("query rewriting failed: {0}")]
     Generation(String),
+    /// The caller's limits or budgets refused a model call made for it. The source is the
+    /// refusal as the server's governance layer gave it, so the server answers it with the
+    /// same status and headers as a direct call.
+    #[error("{0}")]
+    Refused(Box<dyn std::error::Error + Send + Sync>),
     /// The service is shutting down or a background task died.
     #[error("knowledge service unavailable: {0}")]
     Unavailable(String),

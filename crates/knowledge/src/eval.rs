@@ -20,7 +20,7 @@ use serde::Serialize;
 use serde_json::Map;
 
 use crate::search::{FusionMethod, fuse};
-use crate::{Embedder, KnowledgeError};
+use crate::{Caller, Embedder, KnowledgeError};
 
 /// Chunks each retriever returns per query before they are rolled up to documents.
 const CANDIDATE_CHUNKS: usize = 300;
@@ -100,9 +100,11 @@ pub async fn evaluate_dataset(
 
     let started = Instant::now();
     let vectors = FlatVectorIndex::new();
+    // The operator's own run: nobody to charge.
+    let caller = Caller::background("eval");
     if let Some(embedder) = &embedder {
         let texts: Vec<String> = chunks.iter().map(|chunk| chunk.text.clone()).collect();
-        let embedded = embedder.embed(texts).await?;
+        let embedded = embedder.embed(texts, &caller).await?;
         let with_vectors: Vec<IndexedChunk> = chunks
             .iter()
             .zip(embedded)
@@ -152,7 +154,7 @@ pub async fn evaluate_dataset(
         let Some(embedder) = &embedder else { continue };
         let started = Instant::now();
         let vector = embedder
-            .embed(vec![query.text.clone()])
+            .embed(vec![query.text.clone()], &caller)
             .await?
             .pop()
             .unwrap_or_default();

@@ -15,7 +15,7 @@ use tokio::sync::mpsc;
 
 use crate::settings::FileChunking;
 use crate::sync::Indexes;
-use crate::{Embedder, KnowledgeError};
+use crate::{Caller, Embedder, KnowledgeError};
 
 /// One file of one store to ingest.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -145,7 +145,11 @@ impl Pipeline {
         let embeddings = match &self.embedder {
             Some(embedder) => {
                 let texts = chunks.iter().map(|chunk| chunk.text.clone()).collect();
-                embedder.embed(texts).await.map_err(Failure::embedding)?
+                let caller = Caller::background(&record.tenant_id);
+                embedder
+                    .embed(texts, &caller)
+                    .await
+                    .map_err(Failure::embedding)?
             }
             None => vec![Vec::new(); chunks.len()],
         };
@@ -199,12 +203,18 @@ impl Failure {
     }
 
     /// A model that refuses or answers wrongly (after the gateway's retries and fallbacks)
-    /// fails the file, with OpenAI's `server_error`; shutting down retries at the next start.
+    /// fails the file, with OpenAI's `server_error`; a tenant whose limits or budget refuse
+    /// the embeddings fails it with `rate_limit_exceeded`; shutting down retries at the next
+    /// start.
     fn embedding(error: KnowledgeError) -> Self {
         match error {
             KnowledgeError::Embedding(message) => Self::File(IngestError {
                 code: "server_error".to_owned(),
                 message: format!("embedding failed: {message}"),
+            }),
+            KnowledgeError::Refused(refusal) => Self::File(IngestError {
+                code: "rate_limit_exceeded".to_owned(),
+                message: format!("embedding refused: {refusal}"),
             }),
             other => Self::Retry(other),
         }

@@ -7,6 +7,7 @@
 //! change log ([`sync`]); a file is `completed` only once the indexes hold it. This crate
 //! knows neither HTTP nor SQL; the server maps its errors and checks key scopes.
 
+mod caller;
 mod embed;
 mod error;
 pub mod eval;
@@ -33,6 +34,7 @@ use serde_json::{Map, Value};
 use sha2::{Digest, Sha256};
 use tokio::sync::{mpsc, watch};
 
+pub use caller::Caller;
 pub use embed::{Embedder, LocalEmbedder};
 pub use error::KnowledgeError;
 pub use rerank::{LocalReranker, Reranker};
@@ -712,10 +714,11 @@ impl Knowledge {
     /// for HyDE or rewrites without a rewrite model.
     pub async fn search(
         &self,
-        tenant_id: &str,
+        caller: &Caller,
         store_ids: &[String],
         request: &SearchRequest,
     ) -> Result<SearchResults, KnowledgeError> {
+        let tenant_id = caller.tenant_id.as_str();
         if request.query.trim().is_empty() {
             return Err(KnowledgeError::invalid("query", "query must not be empty"));
         }
@@ -753,7 +756,7 @@ impl Knowledge {
         }
 
         let rewriter = self.rewriter.as_deref();
-        let queries = search::plan_queries(request, rewriter).await?;
+        let queries = search::plan_queries(request, rewriter, caller).await?;
         let limit = search::candidates(request.max_results);
         let filter = request.filter.as_ref();
         let mut keyword_lists = Vec::new();
@@ -773,7 +776,7 @@ impl Knowledge {
         }
         if use_vectors {
             vector_lists = self
-                .vector_search(store_ids, request, &queries, limit)
+                .vector_search(caller, store_ids, request, &queries, limit)
                 .await?;
         }
         // A reranker reads more candidates than asked for; the threshold then applies to its
@@ -799,6 +802,7 @@ impl Knowledge {
 
     async fn vector_search(
         &self,
+        caller: &Caller,
         store_ids: &[String],
         request: &SearchRequest,
         queries: &[String],
@@ -811,9 +815,9 @@ impl Knowledge {
         if request.hyde
             && let Some(rewriter) = self.rewriter.as_deref()
         {
-            texts.push(search::hypothetical_answer(rewriter, &request.query).await?);
+            texts.push(search::hypothetical_answer(rewriter, &request.query, caller).await?);
         }
-        let mut vectors = embedder.embed(texts).await?;
+        let mut vectors = embedder.embed(texts, caller).await?;
         if request.hyde && vectors.len() > queries.len() {
             let passage = vectors.pop().unwrap_or_default();
             if let Some(first) = vectors.first_mut() {

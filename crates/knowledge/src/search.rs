@@ -13,17 +13,23 @@ use landfall_retrieval::fusion::{
 use landfall_retrieval::{Filter, Hit};
 use serde_json::{Map, Value};
 
-use crate::KnowledgeError;
+use crate::{Caller, KnowledgeError};
 
 /// Writes text for query rewriting and HyDE; the server implements it over the gateway, so
 /// limits, cache and accounting apply to these calls too.
 #[async_trait]
 pub trait Rewriter: Send + Sync {
-    /// One completion of `input` under `instructions`.
+    /// One completion of `input` under `instructions`, charged to `caller`.
     ///
     /// # Errors
-    /// [`KnowledgeError::Generation`] when the model call fails.
-    async fn generate(&self, instructions: &str, input: &str) -> Result<String, KnowledgeError>;
+    /// [`KnowledgeError::Generation`] when the model call fails, [`KnowledgeError::Refused`]
+    /// when the caller's limits or budgets refuse it.
+    async fn generate(
+        &self,
+        instructions: &str,
+        input: &str,
+        caller: &Caller,
+    ) -> Result<String, KnowledgeError>;
 }
 
 /// Which retrievers a search uses.
@@ -123,6 +129,7 @@ pub(crate) fn candidates(max_results: usize) -> usize {
 pub(crate) async fn plan_queries(
     request: &SearchRequest,
     rewriter: Option<&dyn Rewriter>,
+    caller: &Caller,
 ) -> Result<Vec<String>, KnowledgeError> {
     let needs_model = request.rewrite_query || request.hyde || request.fusion_queries > 0;
     let rewriter = match rewriter {
@@ -140,7 +147,7 @@ pub(crate) async fn plan_queries(
     if let Some(rewriter) = rewriter {
         if request.rewrite_query {
             let rewritten = rewriter
-                .generate(REWRITE_INSTRUCTIONS, &request.query)
+                .generate(REWRITE_INSTRUCTIONS, &request.query, caller)
                 .await?;
             let rewritten = rewritten.trim();
             if !rewritten.is_empty() {
@@ -152,7 +159,9 @@ pub(crate) async fn plan_queries(
                 "Question: {}\nNumber of queries: {}",
                 request.query, request.fusion_queries
             );
-            let text = rewriter.generate(FUSION_INSTRUCTIONS, &input).await?;
+            let text = rewriter
+                .generate(FUSION_INSTRUCTIONS, &input, caller)
+                .await?;
             queries.extend(
                 text.lines()
                     .map(|line| line.trim().trim_start_matches(['-', '*', ' ']).trim())
@@ -169,8 +178,9 @@ pub(crate) async fn plan_queries(
 pub(crate) async fn hypothetical_answer(
     rewriter: &dyn Rewriter,
     query: &str,
+    caller: &Caller,
 ) -> Result<String, KnowledgeError> {
-    rewriter.generate(HYDE_INSTRUCTIONS, query).await
+    rewriter.generate(HYDE_INSTRUCTIONS, query, caller).await
 }
 
 /// The normalized mean of two unit vectors (query and HyDE passage).

@@ -1,5 +1,5 @@
 /// A failure of the backend itself (not a refusal: refusals are [`crate::Verdict`]s).
-#[derive(Debug, thiserror::Error)]
+#[derive(Debug, Clone, thiserror::Error)]
 pub enum KvError {
     /// The backend cannot be reached or did not answer in time.
     #[error("{backend} unavailable: {message}")]

@@ -331,21 +331,34 @@ fn knowledge_error(error: KnowledgeError) -> Mapped {
             message,
         ),
         KnowledgeError::Store(error) => store_unavailable(&error),
+        // The knowledge service's own model calls are governed like direct ones, and refused
+        // with the same status and headers.
+        KnowledgeError::Refused(refusal) => match refusal.downcast::<GovernanceError>() {
+            Ok(error) => governance_error(*error),
+            Err(other) => {
+                tracing::error!(error = %other, "knowledge request refused");
+                unavailable_knowledge()
+            }
+        },
         KnowledgeError::Index(_)
         | KnowledgeError::Embedding(_)
         | KnowledgeError::Generation(_)
         | KnowledgeError::Unavailable(_) => {
             tracing::error!(error = %message, "knowledge request failed");
-            let mut mapped = mapped(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "server_error",
-                Some("knowledge_unavailable"),
-                "the knowledge service failed; retry later".to_owned(),
-            );
-            mapped.retry_after = Some(Duration::from_secs(1));
-            mapped
+            unavailable_knowledge()
         }
     }
+}
+
+fn unavailable_knowledge() -> Mapped {
+    let mut mapped = mapped(
+        StatusCode::SERVICE_UNAVAILABLE,
+        "server_error",
+        Some("knowledge_unavailable"),
+        "the knowledge service failed; retry later".to_owned(),
+    );
+    mapped.retry_after = Some(Duration::from_secs(1));
+    mapped
 }
 
 fn admin_error(error: AdminError) -> Mapped {

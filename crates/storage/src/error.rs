@@ -1,5 +1,5 @@
 /// A metadata store failure.
-#[derive(Debug, thiserror::Error)]
+#[derive(Debug, Clone, thiserror::Error)]
 pub enum StoreError {
     /// The store cannot be reached or opened.
     #[error("metadata store unavailable: {0}")]

@@ -53,7 +53,7 @@ async fn serve(
     let governance = state.governance();
     let gateway = state.gateway();
     governance.authorize_model(principal, &request.model)?;
-    let sources = grounding::ground(state, principal, &mut request).await?;
+    let sources = grounding::ground(state, principal, log, &mut request).await?;
     let shed = governance.shed(&mut request)?;
     if let Some(Shed::Capped(bound)) = shed {
         log.shed_capped(bound);

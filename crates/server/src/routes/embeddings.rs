@@ -4,9 +4,9 @@ use axum::Extension;
 use axum::extract::State;
 use axum::response::{IntoResponse, Response};
 use landfall_accounting::RequestLog;
-use landfall_gateway::Operation;
+use landfall_gateway::{Operation, Served};
 use landfall_governance::{Demand, Principal, RateLimitHeaders, Usage, text_tokens};
-use landfall_types::{EmbeddingInput, EmbeddingRequest};
+use landfall_types::{EmbeddingInput, EmbeddingRequest, EmbeddingResponse};
 
 use crate::extract::JsonBody;
 use crate::routes::chat::token_usage;
@@ -78,19 +78,24 @@ async fn serve(
     *limits = admission.headers();
     let served = state.gateway().embed(&request).await?;
     log.served(&served.target, served.attempts, served.upstream);
-    let used = served
-        .value
-        .usage
-        .as_ref()
-        .map_or(prompt_tokens, |usage| usage.prompt_tokens);
-    let usage = Usage {
-        input_tokens: used,
-        cost_nanos: served.price.map_or(0, |price| price.cost_of(used, 0, 0)),
-        ..Usage::default()
-    };
+    let usage = settled_usage(&served, prompt_tokens);
     log.usage(token_usage(&usage, served.value.usage.is_some()));
     admission.settle(&served.target, usage).await;
     let mut response = json_response(&served.value);
     served_headers(&mut response, &served.target, served.attempts);
     Ok(response)
+}
+
+/// What an embeddings call used: the upstream's count (else the estimate), priced.
+pub(crate) fn settled_usage(served: &Served<EmbeddingResponse>, estimate: u64) -> Usage {
+    let used = served
+        .value
+        .usage
+        .as_ref()
+        .map_or(estimate, |usage| usage.prompt_tokens);
+    Usage {
+        input_tokens: used,
+        cost_nanos: served.price.map_or(0, |price| price.cost_of(used, 0, 0)),
+        ..Usage::default()
+    }
 }

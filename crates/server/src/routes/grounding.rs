@@ -7,6 +7,7 @@
 //! `landfall.sources`.
 
 use futures::StreamExt;
+use landfall_accounting::RequestLog;
 use landfall_governance::Principal;
 use landfall_knowledge::{FusionMethod, SearchHit, SearchMode, SearchRequest};
 use landfall_providers::ChatStream;
@@ -44,6 +45,7 @@ Output format: cite every statement with the number of its source in square brac
 pub(crate) async fn ground(
     state: &AppState,
     principal: &Principal,
+    log: &RequestLog,
     request: &mut ChatRequest,
 ) -> Result<Option<Vec<SearchHit>>, ApiError> {
     let options = match request.extra.remove("knowledge") {
@@ -116,7 +118,11 @@ pub(crate) async fn ground(
         rerank: true,
     };
     let hits = knowledge
-        .search(&principal.tenant.id, &store_ids, &search)
+        .search(
+            &crate::knowledge::caller(principal, log),
+            &store_ids,
+            &search,
+        )
         .await?
         .hits;
     let instructions = state

@@ -7,6 +7,7 @@ use std::collections::HashMap;
 use axum::Extension;
 use axum::extract::{Path, Query, State};
 use axum::response::Response;
+use landfall_accounting::RequestLog;
 use landfall_config::Fusion;
 use landfall_governance::Principal;
 use landfall_knowledge::{
@@ -631,6 +632,7 @@ pub(crate) async fn batch_files(
 pub(crate) async fn search(
     State(state): State<AppState>,
     Extension(principal): Extension<Principal>,
+    Extension(log): Extension<RequestLog>,
     Path(store_id): Path<String>,
     JsonBody(request): JsonBody<Search>,
 ) -> Result<Response, ApiError> {
@@ -680,7 +682,11 @@ pub(crate) async fn search(
         rerank,
     };
     let results = knowledge
-        .search(&principal.tenant.id, &[store_id], &search)
+        .search(
+            &crate::knowledge::caller(&principal, &log),
+            &[store_id],
+            &search,
+        )
         .await?;
     Ok(json_response(&json!({
         "object": "vector_store.search_results.page",

@@ -8,7 +8,7 @@ use serde_json::{Value, json};
 
 use crate::harness::{Landfall, start};
 
-const ADMIN_KEY: &str = "admin-key-0123456789";
+pub(crate) const ADMIN_KEY: &str = "admin-key-0123456789";
 
 /// A server with knowledge bases in `dir`; `embedder` is a `[knowledge.embedder]` table or "".
 async fn knowledge_server(dir: &std::path::Path, embedder: &str) -> Landfall {
@@ -586,7 +586,8 @@ async fn query_rewriting_goes_through_the_gateway() {
     let upstream = landfall_testkit::MockUpstream::start(landfall_testkit::Script::new()).await;
     let dir = tempfile::tempdir().unwrap();
     let config = format!(
-        "[knowledge]\nindex_dir = {:?}\n[knowledge.search]\nrewrite_model = \"chat\"\n{}\
+        "[auth]\nadmin_key = \"{ADMIN_KEY}\"\nallow_anonymous = true\n\
+         [knowledge]\nindex_dir = {:?}\n[knowledge.search]\nrewrite_model = \"chat\"\n{}\
          [models.chat]\ntargets = [{{ provider = \"mock\" }}]\n",
         dir.path().join("index"),
         crate::harness::provider("mock", &upstream.base_url(), "")
@@ -618,6 +619,22 @@ async fn query_rewriting_goes_through_the_gateway() {
     assert_eq!(queries.len(), 3, "the rewrite and two fusion lines: {page}");
     assert!(!page["data"].as_array().unwrap().is_empty(), "{page}");
     assert_eq!(upstream.requests().len(), 2);
+    // Both calls are governed and recorded for the searching tenant, with their usage.
+    let calls = crate::knowledge_models::knowledge_calls(
+        &landfall,
+        "anonymous",
+        "knowledge:chat/completions",
+        2,
+    )
+    .await;
+    for call in &calls {
+        assert_eq!(call["status"], 200, "{call}");
+        assert_eq!(call["model"], "chat", "{call}");
+        assert!(
+            call["record"]["usage"]["output_tokens"].as_u64().unwrap() > 0,
+            "{call}"
+        );
+    }
 
     let dir = tempfile::tempdir().unwrap();
     let plain = knowledge_server(dir.path(), "").await;

@@ -3,8 +3,8 @@
 
 use serde_json::{Value, json};
 
-use crate::harness::{provider, start};
-use crate::knowledge::MANUAL_MD;
+use crate::harness::{Landfall, provider, start};
+use crate::knowledge::{ADMIN_KEY, MANUAL_MD};
 
 fn tiny_cross_encoder() -> std::path::PathBuf {
     std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -67,6 +67,182 @@ async fn a_gateway_embedder_embeds_through_the_models_upstream() {
         .as_str()
         .unwrap_or_default();
     assert!(message.contains("dimensions"), "{attached}");
+}
+
+/// A tenant with `tenant` (limits, budgets) and a key of it: (key secret, key id).
+async fn tenant_with_key(landfall: &Landfall, tenant: Value) -> (String, String) {
+    let id = tenant["id"].as_str().unwrap().to_owned();
+    let (status, body) = landfall.post("/admin/v1/tenants", ADMIN_KEY, tenant).await;
+    assert_eq!(status, 201, "{body}");
+    let (status, key) = landfall
+        .post(
+            "/admin/v1/keys",
+            ADMIN_KEY,
+            json!({"tenant_id": id, "name": "k"}),
+        )
+        .await;
+    assert_eq!(status, 201, "{key}");
+    (
+        key["secret"].as_str().unwrap().to_owned(),
+        key["id"].as_str().unwrap().to_owned(),
+    )
+}
+
+/// The audit records of the knowledge service's model calls on `route` for `tenant`, once
+/// there are `count` of them.
+pub(crate) async fn knowledge_calls(
+    landfall: &Landfall,
+    tenant: &str,
+    route: &str,
+    count: usize,
+) -> Vec<Value> {
+    let path = format!("/admin/v1/audit?kind=request&order=asc&tenant_id={tenant}&limit=100");
+    for _ in 0..200 {
+        let (status, body) = landfall.get(&path, ADMIN_KEY).await;
+        assert_eq!(status, 200, "{body}");
+        let records: Vec<Value> = body["data"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|record| record["route"] == route)
+            .cloned()
+            .collect();
+        if records.len() >= count {
+            return records;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(25)).await;
+    }
+    panic!("the audit log never held {count} calls on {route} of `{tenant}`");
+}
+
+/// A gateway embedder's calls are the caller's: ingestion is charged to the file's tenant
+/// (waiting out a rate limit, failing the file on an exhausted budget), a search's query
+/// embedding to the searching key, refused with the same 429 as a direct call, and every
+/// call is in the audit log under its tenant.
+#[tokio::test(flavor = "multi_thread")]
+async fn gateway_embeddings_are_charged_to_the_caller() {
+    let upstream = landfall_testkit::MockUpstream::start(landfall_testkit::Script::new()).await;
+    let dir = tempfile::tempdir().unwrap();
+    let config = format!(
+        "[auth]\nadmin_key = \"{ADMIN_KEY}\"\n\
+         [knowledge]\nindex_dir = {:?}\n\
+         [knowledge.embedder]\ntype = \"gateway\"\nmodel = \"emb\"\ndimensions = 8\n\
+         {}[models.emb]\ntargets = [{{ provider = \"mock\", model = \"mock-embed\" }}]\n",
+        dir.path().join("index"),
+        provider("mock", &upstream.base_url(), "")
+    );
+    let landfall = start(&config).await;
+
+    // Two requests a minute: the ingestion takes one, the first search the other.
+    let (key, key_id) = tenant_with_key(
+        &landfall,
+        json!({"id": "acme", "limits": {"requests_per_minute": 2}}),
+    )
+    .await;
+    let (_, store_id) = landfall
+        .store_of(&key, "pump.md", MANUAL_MD.as_bytes())
+        .await;
+    let store = landfall.settled(&key, &store_id).await;
+    assert_eq!(store["file_counts"]["completed"], 1, "{store}");
+    let search = json!({"query": "winter housing", "ranking_options": {"mode": "vector"}});
+    assert!(
+        !landfall
+            .search(&key, &store_id, search.clone())
+            .await
+            .is_empty()
+    );
+    let refused = landfall
+        .client
+        .post(landfall.url(&format!("/v1/vector_stores/{store_id}/search")))
+        .bearer_auth(&key)
+        .header("x-request-id", "search-over-limit")
+        .json(&search)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(refused.status(), 429);
+    assert!(refused.headers().contains_key("retry-after"));
+    let body: Value = refused.json().await.unwrap();
+    assert_eq!(body["error"]["code"], "rate_limit_exceeded", "{body}");
+    assert!(
+        body["error"]["message"].as_str().unwrap().contains("acme"),
+        "{body}"
+    );
+
+    let records = knowledge_calls(&landfall, "acme", "knowledge:embeddings", 3).await;
+    let statuses: Vec<u64> = records
+        .iter()
+        .map(|r| r["status"].as_u64().unwrap())
+        .collect();
+    assert_eq!(statuses, [200, 200, 429], "{records:?}");
+    // Ingestion runs for the tenant; the searches for the key, under their request's id.
+    assert_eq!(records[0]["key_id"], "anonymous", "{records:?}");
+    assert_eq!(records[1]["key_id"], key_id.as_str(), "{records:?}");
+    assert_eq!(records[2]["request_id"], "search-over-limit", "{records:?}");
+    assert!(
+        records[0]["record"]["usage"]["input_tokens"]
+            .as_u64()
+            .unwrap()
+            > 0
+    );
+    assert_eq!(records[0]["model"], "emb");
+
+    // One request a second: the second file's embeddings wait their turn instead of failing.
+    let (key, _) = tenant_with_key(
+        &landfall,
+        json!({"id": "steady", "limits": {"requests_per_second": 1}}),
+    )
+    .await;
+    let first = landfall
+        .upload_ok(&key, "a.md", MANUAL_MD.as_bytes().to_vec())
+        .await;
+    let second = landfall
+        .upload_ok(
+            &key,
+            "b.md",
+            MANUAL_MD.replace("pump", "valve").into_bytes(),
+        )
+        .await;
+    let (status, store) = landfall
+        .post(
+            "/v1/vector_stores",
+            &key,
+            json!({"name": "steady", "file_ids": [first, second]}),
+        )
+        .await;
+    assert_eq!(status, 200, "{store}");
+    let store = landfall.settled(&key, store["id"].as_str().unwrap()).await;
+    assert_eq!(store["file_counts"]["completed"], 2, "{store}");
+
+    // A spent budget fails the file with OpenAI's `rate_limit_exceeded`, saying why.
+    let (key, _) = tenant_with_key(
+        &landfall,
+        json!({"id": "broke", "budgets": [{"period": "day", "tokens": 5}]}),
+    )
+    .await;
+    let file = landfall
+        .upload_ok(&key, "pump.md", MANUAL_MD.as_bytes().to_vec())
+        .await;
+    let (status, store) = landfall
+        .post(
+            "/v1/vector_stores",
+            &key,
+            json!({"name": "broke", "file_ids": [file]}),
+        )
+        .await;
+    assert_eq!(status, 200, "{store}");
+    let store_id = store["id"].as_str().unwrap().to_owned();
+    landfall.settled(&key, &store_id).await;
+    let (_, attached) = landfall
+        .get(&format!("/v1/vector_stores/{store_id}/files/{file}"), &key)
+        .await;
+    assert_eq!(attached["status"], "failed", "{attached}");
+    assert_eq!(
+        attached["last_error"]["code"], "rate_limit_exceeded",
+        "{attached}"
+    );
+    let message = attached["last_error"]["message"].as_str().unwrap();
+    assert!(message.contains("budget"), "{attached}");
 }
 
 /// With `[knowledge.reranker]`, the fused candidates come back in the cross-encoder's order
