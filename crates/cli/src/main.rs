@@ -3,6 +3,7 @@
 mod audit;
 mod knowledge;
 mod manage;
+mod models;
 mod serve;
 mod telemetry;
 
@@ -136,6 +137,11 @@ enum Command {
         #[arg(long, short, env = "LANDFALL_CONFIG")]
         config: Option<PathBuf>,
     },
+    /// Fetch models from the Hugging Face Hub ahead of `serve`.
+    Models {
+        #[command(subcommand)]
+        command: models::ModelCommand,
+    },
     /// Evaluate retrieval quality on BEIR-format collections.
     Eval {
         #[command(subcommand)]
@@ -223,6 +229,7 @@ fn main() -> ExitCode {
             mode.into(),
             json,
         )),
+        Command::Models { command } => report(models::run(command)),
         Command::Eval {
             command:
                 EvalCommand::Retrieval {

@@ -26,6 +26,9 @@ pub struct KnowledgeConfig {
     pub reranker: RerankerConfig,
     pub vector_index: VectorIndexConfig,
     pub search: SearchConfig,
+    /// Where models named by a Hub repository id are fetched from: the public Hub, or a
+    /// mirror. `None`: `HF_ENDPOINT`, else `https://huggingface.co`.
+    pub hub_endpoint: Option<String>,
 }
 
 impl Default for KnowledgeConfig {
@@ -40,6 +43,7 @@ impl Default for KnowledgeConfig {
             reranker: RerankerConfig::default(),
             vector_index: VectorIndexConfig::default(),
             search: SearchConfig::default(),
+            hub_endpoint: None,
         }
     }
 }

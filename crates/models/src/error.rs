@@ -60,15 +60,4 @@ pub enum ModelError {
         #[from]
         source: candle_core::Error,
     },
-    /// The Hugging Face Hub could not deliver the model.
-    #[error(
-        "could not fetch model `{repo_id}` from the Hugging Face Hub: {reason}; \
-         pass a local model folder (config.json, tokenizer.json, model.safetensors) instead"
-    )]
-    Hub {
-        /// The repository id that was asked for.
-        repo_id: String,
-        /// Why it failed.
-        reason: String,
-    },
 }

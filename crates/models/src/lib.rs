@@ -1,8 +1,8 @@
 //! In-process inference on CPU with candle. For now: BERT-family sentence embedders
 //! (all-MiniLM-L6-v2, bge-small/base en and zh, text2vec-large-chinese and the like) and
 //! cross-encoder rerankers (ms-marco-MiniLM and the like), loaded from a local folder in the
-//! Hugging Face / sentence-transformers layout, or fetched from the Hugging Face Hub by repo
-//! id (cargo feature `hub`).
+//! Hugging Face / sentence-transformers layout, or from a snapshot in the Hugging Face Hub's
+//! cache (fetched by `landfall-providers`' `hub`).
 //!
 //! The only crate that knows candle and tokenizers. It does no async I/O and knows nothing of
 //! HTTP, configuration files or the [`EmbeddingModel`] trait: the `providers` crate adapts a
@@ -24,5 +24,8 @@ mod weights;
 pub use cross_encoder::CrossEncoder;
 pub use embedder::{BertEmbedder, EmbedderOptions};
 pub use error::ModelError;
-pub use hub::{HubProgress, ProgressFn, default_cache_dir, fetch_from_hub, resolve_model};
+pub use hub::{
+    FALLBACK_WEIGHTS, MODEL_FILES, ModelSource, REQUIRED_FILES, cached_snapshot, default_cache_dir,
+    is_complete, locate,
+};
 pub use pooling::Pooling;

@@ -141,6 +141,15 @@ impl HttpClient {
         Err(self.status_error(response).await)
     }
 
+    /// Sends `request` as it is (no default headers, no redirects followed) and returns the
+    /// response whatever its status; the error is the connection failure's description.
+    pub(crate) async fn send(&self, request: Request<Full<Bytes>>) -> Result<Response, String> {
+        self.client
+            .request(request)
+            .await
+            .map_err(|error| error_chain(&error))
+    }
+
     /// Reads and parses a whole JSON response, within the total timeout counted from `started`.
     pub(crate) async fn read_json<T: DeserializeOwned>(
         &self,

@@ -10,6 +10,7 @@
 mod anthropic;
 mod error;
 mod http;
+pub mod hub;
 mod openai;
 mod sse;
 

@@ -1,6 +1,7 @@
 //! Opening the knowledge service from the configuration: the embedder it names (loaded from a
 //! folder, or fetched from the Hugging Face Hub into a cache) and the metadata store.
 
+use std::path::{Path, PathBuf};
 use std::sync::{Arc, Weak};
 use std::time::{Duration, Instant};
 
@@ -16,6 +17,8 @@ use landfall_governance::{
 use landfall_knowledge::{
     Caller, Embedder, Knowledge, KnowledgeError, LocalEmbedder, LocalReranker, Reranker, Rewriter,
 };
+use landfall_models::ModelSource;
+use landfall_providers::hub::{FileProgress, HubClient, HubRepo, ProgressFn};
 use landfall_storage::Store;
 use landfall_types::{
     ChatMessage, ChatRequest, EmbeddingInput, EmbeddingRequest, EmbeddingResponse, EmbeddingVector,
@@ -378,6 +381,7 @@ pub(crate) async fn open_with(
     state: Option<Weak<Inner>>,
     rewriter: Option<Arc<dyn Rewriter>>,
 ) -> Result<Arc<Knowledge>, KnowledgeError> {
+    let hub_endpoint = config.knowledge.hub_endpoint.as_deref();
     let embedder: Option<Arc<dyn Embedder>> = match &config.knowledge.embedder {
         EmbedderConfig::None => None,
         EmbedderConfig::Local {
@@ -386,7 +390,7 @@ pub(crate) async fn open_with(
             batch_size,
         } => {
             let batch_size = *batch_size;
-            let embedder = load_model(model, cache_dir.as_ref(), move |dir| {
+            let embedder = load_model(model, cache_dir.as_ref(), hub_endpoint, move |dir| {
                 LocalEmbedder::load(dir, batch_size)
             })
             .await?;
@@ -423,7 +427,7 @@ pub(crate) async fn open_with(
             batch_size,
         } => {
             let (candidates, batch_size) = (*candidates, *batch_size);
-            let reranker = load_model(model, cache_dir.as_ref(), move |dir| {
+            let reranker = load_model(model, cache_dir.as_ref(), hub_endpoint, move |dir| {
                 LocalReranker::load(dir, candidates, batch_size)
             })
             .await?;
@@ -434,22 +438,112 @@ pub(crate) async fn open_with(
     Knowledge::open(&config.knowledge, store, embedder, rewriter, reranker).await
 }
 
-/// Resolves `model` (a folder, or a Hub repository id fetched into `cache_dir`) and loads it
-/// with `load`, on the blocking pool.
+/// Finds `model` (a folder, a Hub repository id already in `cache_dir`, or one fetched into
+/// it from `hub_endpoint`) and loads it with `load`, on the blocking pool.
 async fn load_model<T: Send + 'static>(
     model: &str,
-    cache_dir: Option<&std::path::PathBuf>,
-    load: impl FnOnce(&std::path::Path) -> Result<T, KnowledgeError> + Send + 'static,
+    cache_dir: Option<&PathBuf>,
+    hub_endpoint: Option<&str>,
+    load: impl FnOnce(&Path) -> Result<T, KnowledgeError> + Send + 'static,
 ) -> Result<T, KnowledgeError> {
-    let model = model.to_owned();
     let cache_dir = cache_dir
         .cloned()
         .unwrap_or_else(landfall_models::default_cache_dir);
-    tokio::task::spawn_blocking(move || {
-        let dir = landfall_models::resolve_model(&model, &cache_dir, None)
-            .map_err(|error| KnowledgeError::Embedding(error.to_string()))?;
-        load(&dir)
+    let dir = match landfall_models::locate(model, &cache_dir)
+        .map_err(|error| KnowledgeError::Embedding(error.to_string()))?
+    {
+        ModelSource::Folder(dir) => dir,
+        ModelSource::Hub { repo_id, revision } => {
+            let repo = HubRepo {
+                repo_id: &repo_id,
+                revision: &revision,
+                cache_dir: &cache_dir,
+            };
+            fetch_model(&repo, hub_endpoint, &progress_log(&repo_id)).await?
+        }
+    };
+    tokio::task::spawn_blocking(move || load(&dir))
+        .await
+        .map_err(|error| KnowledgeError::Unavailable(error.to_string()))?
+}
+
+/// Fetches the files of a BERT-family model (an embedder or a cross-encoder) from the Hub at
+/// `endpoint` (else `HF_ENDPOINT`, else the public Hub) into its cache, reporting to
+/// `progress`; returns the snapshot folder.
+///
+/// # Errors
+/// [`KnowledgeError::Embedding`] naming the repository, the endpoint and what went wrong.
+pub async fn fetch_model(
+    repo: &HubRepo<'_>,
+    endpoint: Option<&str>,
+    progress: &ProgressFn,
+) -> Result<PathBuf, KnowledgeError> {
+    let failed = |endpoint: &str, reason: String| {
+        KnowledgeError::Embedding(format!(
+            "could not fetch model `{}` from the Hugging Face Hub at {endpoint}: {reason}; \
+             pass a local model folder (config.json, tokenizer.json, model.safetensors) instead",
+            repo.repo_id
+        ))
+    };
+    let hub = HubClient::from_env(endpoint)
+        .map_err(|error| failed(endpoint.unwrap_or("HF_ENDPOINT"), error.to_string()))?;
+    let endpoint = hub.endpoint().to_owned();
+    tracing::info!(repo = repo.repo_id, revision = repo.revision, %endpoint, cache = %repo.cache_dir.display(), "fetching model from the Hugging Face Hub");
+    let mut snapshot = None;
+    for &file in landfall_models::MODEL_FILES {
+        match hub.fetch_file(repo, file, Some(progress)).await {
+            Ok(Some(dir)) => snapshot = Some(dir),
+            Ok(None) if landfall_models::REQUIRED_FILES.contains(&file) => {
+                return Err(failed(&endpoint, format!("the repository has no {file}")));
+            }
+            Ok(None) => {}
+            Err(error) => return Err(failed(&endpoint, error.to_string())),
+        }
+    }
+    let snapshot = snapshot.ok_or_else(|| failed(&endpoint, "no files".to_owned()))?;
+    if !snapshot.join("model.safetensors").is_file() {
+        let weights = landfall_models::FALLBACK_WEIGHTS;
+        match hub.fetch_file(repo, weights, Some(progress)).await {
+            Ok(Some(_)) => {}
+            Ok(None) => {
+                return Err(failed(
+                    &endpoint,
+                    format!("the repository has neither model.safetensors nor {weights}"),
+                ));
+            }
+            Err(error) => return Err(failed(&endpoint, error.to_string())),
+        }
+    }
+    tracing::info!(repo = repo.repo_id, dir = %snapshot.display(), "model fetched");
+    Ok(snapshot)
+}
+
+/// Logs a download's progress: when a file starts, then every tenth of a large file.
+fn progress_log(repo_id: &str) -> ProgressFn {
+    const LARGE_BYTES: u64 = 8 << 20;
+    let repo_id = repo_id.to_owned();
+    let reported = std::sync::Mutex::new((String::new(), 0_u64));
+    Arc::new(move |progress: &FileProgress| {
+        let Ok(mut reported) = reported.lock() else {
+            return;
+        };
+        let total = progress.bytes_total.unwrap_or(0);
+        let tenth = if total >= LARGE_BYTES {
+            progress.bytes_done * 10 / total
+        } else {
+            0
+        };
+        if reported.0 == progress.file && reported.1 >= tenth {
+            return;
+        }
+        *reported = (progress.file.clone(), tenth);
+        tracing::info!(
+            repo = %repo_id,
+            file = %progress.file,
+            done_mb = progress.bytes_done as f64 / 1e6,
+            total_mb = total as f64 / 1e6,
+            percent = (progress.bytes_done * 100).checked_div(total).unwrap_or(0),
+            "downloading"
+        );
     })
-    .await
-    .map_err(|error| KnowledgeError::Unavailable(error.to_string()))?
 }

@@ -11,7 +11,7 @@ mod error;
 mod extract;
 mod knowledge;
 
-pub use knowledge::open as open_knowledge;
+pub use knowledge::{fetch_model, open as open_knowledge};
 mod observe;
 mod routes;
 mod sse;

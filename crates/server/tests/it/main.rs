@@ -12,6 +12,7 @@ mod anthropic;
 mod errors;
 mod governance;
 mod harness;
+mod hub;
 mod knowledge;
 mod knowledge_models;
 mod protection;
