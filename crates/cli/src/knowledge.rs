@@ -109,7 +109,7 @@ pub(crate) fn ingest(
                 unchanged += 1;
                 continue;
             }
-            let file = match knowledge.upload_file(tenant, &name, "assistants", &content).await {
+            let file = match knowledge.upload_file(tenant, &name, "assistants", &content, None).await {
                 Ok(file) => file,
                 Err(error) => {
                     refused.push((path.clone(), error.to_string()));

@@ -265,6 +265,7 @@ async fn main() -> anyhow::Result<()> {
                         &format!("{name}-{copy}-{part}.txt"),
                         "assistants",
                         content.as_bytes(),
+                        None,
                     )
                     .await?;
                 let attachment = Attachment {

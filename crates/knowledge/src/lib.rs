@@ -11,6 +11,7 @@ mod caller;
 mod embed;
 mod error;
 pub mod eval;
+mod expiry;
 mod ingest;
 mod rerank;
 mod search;
@@ -37,6 +38,7 @@ use tokio::sync::{mpsc, watch};
 pub use caller::Caller;
 pub use embed::{Embedder, LocalEmbedder};
 pub use error::KnowledgeError;
+pub use expiry::is_expired;
 pub use rerank::{LocalReranker, Reranker};
 pub use search::{
     FusionMethod, RetrieverScore, Rewriter, SearchHit, SearchMode, SearchRequest, SearchResults,
@@ -134,8 +136,9 @@ impl Knowledge {
                 ..Limits::default()
             },
         });
-        let workers =
+        let mut workers =
             ingest::spawn_workers(pipeline, receiver, config.ingest_workers, pending.clone());
+        workers.push(expiry::spawn_sweeper(store.clone(), indexes.clone()));
         let knowledge = Arc::new(Self {
             store,
             indexes,
@@ -208,16 +211,17 @@ impl Knowledge {
 
     // ----- files -----
 
-    /// Stores an uploaded file.
+    /// Stores an uploaded file, to be deleted `expires_after_seconds` after now when given.
     ///
     /// # Errors
-    /// [`KnowledgeError::Invalid`] for an empty or oversized file or a bad purpose.
+    /// [`KnowledgeError::Invalid`] for an empty or oversized file, a bad purpose or expiry.
     pub async fn upload_file(
         &self,
         tenant_id: &str,
         filename: &str,
         purpose: &str,
         content: &[u8],
+        expires_after_seconds: Option<u64>,
     ) -> Result<FileRecord, KnowledgeError> {
         if content.is_empty() {
             return Err(KnowledgeError::invalid("file", "the file is empty"));
@@ -239,6 +243,7 @@ impl Knowledge {
         if purpose.trim().is_empty() {
             return Err(KnowledgeError::invalid("purpose", "purpose is required"));
         }
+        let created_at = now_millis();
         let record = FileRecord {
             id: settings::new_id("file-"),
             tenant_id: tenant_id.to_owned(),
@@ -246,8 +251,8 @@ impl Knowledge {
             purpose: purpose.to_owned(),
             bytes: content.len() as u64,
             sha256: hex::encode(Sha256::digest(content)),
-            created_at: now_millis(),
-            expires_at: None,
+            created_at,
+            expires_at: expiry::file_expires_at(created_at, expires_after_seconds)?,
         };
         self.store.create_file(&record, content).await?;
         Ok(record)
@@ -267,12 +272,15 @@ impl Knowledge {
         Ok(self.store.find_file(tenant_id, &digest, filename).await?)
     }
 
+    /// An expired file is gone, even before the sweeper deletes it.
+    ///
     /// # Errors
     /// [`KnowledgeError::NotFound`].
     pub async fn get_file(&self, tenant_id: &str, id: &str) -> Result<FileRecord, KnowledgeError> {
         self.store
             .get_file(tenant_id, id)
             .await?
+            .filter(|file| !is_expired(file.expires_at, now_millis()))
             .ok_or_else(|| KnowledgeError::not_found("file", id))
     }
 
@@ -285,15 +293,19 @@ impl Knowledge {
         page: &PageRequest,
         descending: bool,
     ) -> Result<Vec<FileRecord>, KnowledgeError> {
-        Ok(self
+        let now = now_millis();
+        let mut files = self
             .store
             .list_files(tenant_id, purpose, page, descending)
-            .await?)
+            .await?;
+        files.retain(|file| !is_expired(file.expires_at, now));
+        Ok(files)
     }
 
     /// # Errors
     /// [`KnowledgeError::NotFound`].
     pub async fn file_content(&self, tenant_id: &str, id: &str) -> Result<Vec<u8>, KnowledgeError> {
+        self.get_file(tenant_id, id).await?;
         self.store
             .file_content(tenant_id, id)
             .await?
@@ -313,6 +325,15 @@ impl Knowledge {
         Ok(())
     }
 
+    /// Deletes every file expired at `now` (the sweeper does this every minute); returns
+    /// how many.
+    ///
+    /// # Errors
+    /// When the store or an index fails.
+    pub async fn sweep_expired(&self, now: i64) -> Result<usize, KnowledgeError> {
+        expiry::sweep(self.store.as_ref(), &self.indexes, now).await
+    }
+
     // ----- vector stores -----
 
     /// Creates a store and attaches `file_ids`.
@@ -326,6 +347,9 @@ impl Knowledge {
     ) -> Result<StoreView, KnowledgeError> {
         for file_id in &new.file_ids {
             self.get_file(tenant_id, file_id).await?;
+        }
+        if let Some(expires_after) = &new.expires_after {
+            expiry::store_days(expires_after)?;
         }
         let default = self.config.chunking;
         let settings = StoreSettings {
@@ -345,7 +369,7 @@ impl Knowledge {
             settings: settings.to_value(),
             created_at: now,
             last_active_at: now,
-            expires_at: None,
+            expires_at: expiry::store_expires_at(settings.expires_after.as_ref(), now),
         };
         self.store.create_vector_store(&record).await?;
         for file_id in new.file_ids {
@@ -474,10 +498,15 @@ impl Knowledge {
             record.metadata = metadata;
         }
         if let Some(expires_after) = expires_after {
+            if let Some(expires_after) = &expires_after {
+                expiry::store_days(expires_after)?;
+            }
             settings.expires_after = expires_after;
         }
         record.settings = settings.to_value();
         record.last_active_at = now_millis();
+        record.expires_at =
+            expiry::store_expires_at(settings.expires_after.as_ref(), record.last_active_at);
         if !self.store.update_vector_store(&record).await? {
             return Err(KnowledgeError::not_found("vector store", id));
         }
@@ -729,8 +758,14 @@ impl Knowledge {
             ));
         }
         let mut embedded = true;
+        let now = now_millis();
         for store_id in store_ids {
-            let settings = self.settings_of(&self.store_record(tenant_id, store_id).await?);
+            let record = self.store_record(tenant_id, store_id).await?;
+            expiry::check_store(&record, now)?;
+            let settings = self.settings_of(&record);
+            if now - record.last_active_at >= expiry::TOUCH_INTERVAL_MS {
+                self.touch(record, &settings, now).await?;
+            }
             embedded &= settings.embedding_model.is_some()
                 && settings.embedding_model.as_deref()
                     == self.embedder.as_ref().map(|e| e.model_id());
@@ -798,6 +833,19 @@ impl Knowledge {
             rerank::rerank(reranker.as_ref(), request, &mut hits).await?;
         }
         Ok(SearchResults { queries, hits })
+    }
+
+    /// Records that a store was used at `now`, moving its expiry along.
+    async fn touch(
+        &self,
+        mut record: VectorStoreRecord,
+        settings: &StoreSettings,
+        now: i64,
+    ) -> Result<(), KnowledgeError> {
+        record.last_active_at = now;
+        record.expires_at = expiry::store_expires_at(settings.expires_after.as_ref(), now);
+        self.store.update_vector_store(&record).await?;
+        Ok(())
     }
 
     async fn vector_search(

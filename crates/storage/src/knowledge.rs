@@ -238,6 +238,12 @@ pub trait KnowledgeStore: Send + Sync {
         descending: bool,
     ) -> Result<Vec<FileRecord>, StoreError>;
     async fn file_content(&self, tenant_id: &str, id: &str) -> Result<Option<Vec<u8>>, StoreError>;
+    /// Files of every tenant whose `expires_at` is at or before `now`, soonest first.
+    async fn expired_files(
+        &self,
+        now: UnixMillis,
+        limit: u32,
+    ) -> Result<Vec<FileRecord>, StoreError>;
     /// Deletes the file, detaches it from every store (removing its chunks) and returns the
     /// ids of those stores; `None` when there was no such file.
     async fn delete_file(

@@ -377,6 +377,25 @@ macro_rules! knowledge_store {
                 Ok(rows.into_iter().map(Into::into).collect())
             }
 
+            async fn expired_files(
+                &self,
+                now: i64,
+                limit: u32,
+            ) -> Result<Vec<$crate::knowledge::FileRecord>, $crate::StoreError> {
+                let sql = format!(
+                    "{} WHERE expires_at IS NOT NULL AND expires_at <= $1 \
+                     ORDER BY expires_at LIMIT $2",
+                    $crate::knowledge_sql::SELECT_FILE
+                );
+                let rows: Vec<$crate::knowledge_sql::FileRow> = sqlx::query_as(sqlx::AssertSqlSafe(sql))
+                    .bind(now)
+                    .bind(i64::from(limit))
+                    .fetch_all(&self.$reader)
+                    .await
+                    .map_err($crate::codec::db_error)?;
+                Ok(rows.into_iter().map(Into::into).collect())
+            }
+
             async fn file_content(
                 &self,
                 tenant_id: &str,

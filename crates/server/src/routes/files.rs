@@ -43,6 +43,7 @@ pub(crate) async fn upload(
     let limit_bytes = usize::try_from(knowledge.max_file_bytes()).unwrap_or(usize::MAX);
     let mut purpose = None;
     let mut file: Option<(String, bytes::Bytes)> = None;
+    let mut expiry = std::collections::HashMap::new();
     loop {
         let field = multipart
             .next_field()
@@ -65,7 +66,15 @@ pub(crate) async fn upload(
                     .map_err(|error| multipart_error(&error, limit_bytes))?;
                 file = Some((name, bytes));
             }
-            // Unknown fields (e.g. `expires_after[...]`) are read and ignored.
+            Some(name @ ("expires_after[anchor]" | "expires_after[seconds]")) => {
+                let name = name.to_owned();
+                let text = field
+                    .text()
+                    .await
+                    .map_err(|error| multipart_error(&error, limit_bytes))?;
+                expiry.insert(name, text);
+            }
+            // Other fields are read and ignored.
             _ => {
                 field
                     .bytes()
@@ -86,10 +95,51 @@ pub(crate) async fn upload(
             param: "purpose",
         });
     };
+    let expires_after_seconds = expires_after(&expiry)?;
     let record = knowledge
-        .upload_file(&principal.tenant.id, &filename, &purpose, &content)
+        .upload_file(
+            &principal.tenant.id,
+            &filename,
+            &purpose,
+            &content,
+            expires_after_seconds,
+        )
         .await?;
     Ok(json_response(&file_json(&record)))
+}
+
+/// OpenAI's `expires_after[anchor]=created_at` and `expires_after[seconds]=N` form fields.
+fn expires_after(
+    fields: &std::collections::HashMap<String, String>,
+) -> Result<Option<u64>, ApiError> {
+    let anchor = fields
+        .get("expires_after[anchor]")
+        .map(|anchor| anchor.trim());
+    let seconds = fields
+        .get("expires_after[seconds]")
+        .map(|seconds| seconds.trim());
+    match (anchor, seconds) {
+        (None, None) => Ok(None),
+        (Some("created_at") | None, Some(seconds)) => {
+            seconds
+                .parse()
+                .map(Some)
+                .map_err(|_| ApiError::InvalidValue {
+                    message: format!(
+                        "expires_after[seconds] must be a whole number, got `{seconds}`"
+                    ),
+                    param: "expires_after[seconds]",
+                })
+        }
+        (Some("created_at"), None) => Err(ApiError::InvalidValue {
+            message: "expires_after[seconds] is required with expires_after[anchor]".to_owned(),
+            param: "expires_after[seconds]",
+        }),
+        (Some(other), _) => Err(ApiError::InvalidValue {
+            message: format!("expires_after[anchor] must be `created_at`, got `{other}`"),
+            param: "expires_after[anchor]",
+        }),
+    }
 }
 
 fn multipart_error(

@@ -18,30 +18,38 @@ pub(crate) fn seconds(millis: i64) -> i64 {
     millis.div_euclid(1000)
 }
 
-/// `limit`, `after` of a list request; one more item is fetched to tell `has_more`.
+/// `limit` and the cursor (`after` or `before`) of a list request; one more item is fetched
+/// to tell `has_more`. A `before` page is read as the `after` page of the opposite order and
+/// turned around.
 pub(crate) struct Page {
     limit: u32,
-    after: Option<String>,
+    cursor: Option<String>,
+    backward: bool,
 }
 
 impl Page {
     pub(crate) fn fetch(&self) -> PageRequest {
         PageRequest {
-            after: self.after.clone(),
+            after: self.cursor.clone(),
             limit: self.limit + 1,
         }
     }
 
-    /// Drops the extra item; returns whether there was one.
+    /// Drops the extra item and puts a `before` page back in the asked order; returns whether
+    /// there are more items past the page (beyond its end, or before its start for `before`).
     pub(crate) fn trim<T>(&self, items: &mut Vec<T>) -> bool {
         let has_more = items.len() > self.limit as usize;
         items.truncate(self.limit as usize);
+        if self.backward {
+            items.reverse();
+        }
         has_more
     }
 }
 
-/// Parses `limit` (1..=100, default 20), `order` (`asc` or `desc`, default `desc`) and
-/// `after`.
+/// Parses `limit` (1..=100, default 20), `order` (`asc` or `desc`, default `desc`) and one of
+/// `after` and `before`. Returns the page and the order to read the store in (the opposite
+/// one for `before`).
 pub(crate) fn list_page(params: &HashMap<String, String>) -> Result<(Page, bool), ApiError> {
     let limit = match params.get("limit") {
         None => 20,
@@ -65,17 +73,27 @@ pub(crate) fn list_page(params: &HashMap<String, String>) -> Result<(Page, bool)
             });
         }
     };
-    if params.contains_key("before") {
-        return Err(ApiError::InvalidValue {
-            message: "`before` is not supported; page forward with `after`".to_owned(),
-            param: "before",
-        });
-    }
-    let after = params
-        .get("after")
-        .filter(|after| !after.is_empty())
-        .cloned();
-    Ok((Page { limit, after }, descending))
+    let cursor = |name: &str| params.get(name).filter(|id| !id.is_empty()).cloned();
+    let page = match (cursor("after"), cursor("before")) {
+        (Some(_), Some(_)) => {
+            return Err(ApiError::InvalidValue {
+                message: "give `after` or `before`, not both".to_owned(),
+                param: "before",
+            });
+        }
+        (None, Some(before)) => Page {
+            limit,
+            cursor: Some(before),
+            backward: true,
+        },
+        (after, None) => Page {
+            limit,
+            cursor: after,
+            backward: false,
+        },
+    };
+    let read_descending = descending != page.backward;
+    Ok((page, read_descending))
 }
 
 /// OpenAI's list envelope; `data` items must have an `id`.

@@ -21,7 +21,7 @@ use serde_json::{Map, Value, json};
 
 use crate::extract::JsonBody;
 use crate::routes::json_response;
-use crate::routes::knowledge::{knowledge, list_page, listed, seconds};
+use crate::routes::knowledge::{Page, knowledge, list_page, listed, seconds};
 use crate::{ApiError, AppState};
 
 // ----- wire shapes -----
@@ -183,11 +183,14 @@ fn counts_json(counts: &FileCounts) -> Value {
 
 fn store_json(view: &StoreView) -> Value {
     let record = &view.record;
-    let status = if view.counts.in_progress > 0 {
-        "in_progress"
-    } else {
-        "completed"
-    };
+    let status =
+        if landfall_knowledge::is_expired(record.expires_at, landfall_storage::now_millis()) {
+            "expired"
+        } else if view.counts.in_progress > 0 {
+            "in_progress"
+        } else {
+            "completed"
+        };
     json!({
         "id": record.id,
         "object": "vector_store",
@@ -420,7 +423,7 @@ pub(crate) async fn attach(
     Ok(json_response(&store_file_json(&record)))
 }
 
-fn file_query(params: &HashMap<String, String>) -> Result<StoreFileQuery, ApiError> {
+fn file_query(params: &HashMap<String, String>) -> Result<(Page, StoreFileQuery), ApiError> {
     let (page, descending) = list_page(params)?;
     let status = match params.get("filter").map(String::as_str) {
         None => None,
@@ -437,30 +440,29 @@ fn file_query(params: &HashMap<String, String>) -> Result<StoreFileQuery, ApiErr
             });
         }
     };
-    Ok(StoreFileQuery {
+    let query = StoreFileQuery {
         status,
         batch_id: None,
         page: page.fetch(),
         descending,
-    })
+    };
+    Ok((page, query))
 }
 
 async fn list_files_of(
     state: &AppState,
     principal: &Principal,
     store_id: &str,
-    mut query: StoreFileQuery,
+    (page, mut query): (Page, StoreFileQuery),
     batch_id: Option<String>,
 ) -> Result<Response, ApiError> {
     let knowledge = knowledge(state)?;
     allowed_store(knowledge, principal, store_id).await?;
     query.batch_id = batch_id;
-    let limit = query.page.limit.saturating_sub(1) as usize;
     let mut files = knowledge
         .list_store_files(&principal.tenant.id, store_id, &query)
         .await?;
-    let has_more = files.len() > limit;
-    files.truncate(limit);
+    let has_more = page.trim(&mut files);
     Ok(json_response(&listed(
         files.iter().map(store_file_json).collect(),
         has_more,

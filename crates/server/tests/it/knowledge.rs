@@ -406,6 +406,193 @@ async fn bad_requests_get_clear_errors() {
     );
 }
 
+/// Files uploaded with `expires_after` report when they expire and are deleted everywhere,
+/// chunks included, once they have; stores count their days from their last activity.
+#[tokio::test(flavor = "multi_thread")]
+async fn expired_files_are_deleted_and_stores_report_their_expiry() {
+    let dir = tempfile::tempdir().unwrap();
+    let landfall = knowledge_server(dir.path(), "").await;
+    let upload = |fields: Vec<(&'static str, &'static str)>| {
+        let mut form = reqwest::multipart::Form::new()
+            .text("purpose", "assistants")
+            .part(
+                "file",
+                reqwest::multipart::Part::bytes(MANUAL_MD.as_bytes().to_vec()).file_name("pump.md"),
+            );
+        for (name, value) in fields {
+            form = form.text(name, value);
+        }
+        let request = landfall
+            .client
+            .post(landfall.url("/v1/files"))
+            .multipart(form);
+        async move {
+            let response = request.send().await.unwrap();
+            let status = response.status().as_u16();
+            (status, response.json::<Value>().await.unwrap())
+        }
+    };
+    let (status, file) = upload(vec![
+        ("expires_after[anchor]", "created_at"),
+        ("expires_after[seconds]", "3600"),
+    ])
+    .await;
+    assert_eq!(status, 200, "{file}");
+    assert_eq!(
+        file["expires_at"].as_i64().unwrap(),
+        file["created_at"].as_i64().unwrap() + 3600
+    );
+    for (fields, param) in [
+        (
+            vec![("expires_after[seconds]", "60")],
+            "expires_after[seconds]",
+        ),
+        (
+            vec![("expires_after[seconds]", "soon")],
+            "expires_after[seconds]",
+        ),
+        (
+            vec![
+                ("expires_after[anchor]", "last_active_at"),
+                ("expires_after[seconds]", "3600"),
+            ],
+            "expires_after[anchor]",
+        ),
+    ] {
+        let (status, error) = upload(fields).await;
+        assert_eq!(
+            (status, error["error"]["param"].as_str()),
+            (400, Some(param)),
+            "{error}"
+        );
+    }
+
+    let file_id = file["id"].as_str().unwrap();
+    let (status, store) = landfall
+        .post(
+            "/v1/vector_stores",
+            "",
+            json!({"name": "s", "file_ids": [file_id],
+                   "expires_after": {"anchor": "last_active_at", "days": 2}}),
+        )
+        .await;
+    assert_eq!(status, 200, "{store}");
+    assert_eq!(
+        store["expires_at"].as_i64().unwrap(),
+        store["last_active_at"].as_i64().unwrap() + 2 * 86_400
+    );
+    let store_id = store["id"].as_str().unwrap();
+    let store = landfall.settled("", store_id).await;
+    assert_eq!(store["status"], "completed", "{store}");
+    assert!(
+        !landfall
+            .search("", store_id, json!({"query": "impeller"}))
+            .await
+            .is_empty()
+    );
+    let (status, error) = landfall
+        .post(
+            "/v1/vector_stores",
+            "",
+            json!({"expires_after": {"anchor": "created_at", "days": 2}}),
+        )
+        .await;
+    assert_eq!(
+        (status, error["error"]["param"].as_str()),
+        (400, Some("expires_after"))
+    );
+
+    // An hour later the sweeper deletes the file, its attachment and its chunks.
+    let knowledge = landfall.state.knowledge().unwrap();
+    let created_ms = file["created_at"].as_i64().unwrap() * 1000; // rounded down to seconds
+    let sweep = |seconds: i64| knowledge.sweep_expired(created_ms + seconds * 1000);
+    assert_eq!(sweep(3599).await.unwrap(), 0);
+    assert_eq!(sweep(3601).await.unwrap(), 1);
+    let (status, _) = landfall.get(&format!("/v1/files/{file_id}"), "").await;
+    assert_eq!(status, 404);
+    assert!(
+        landfall
+            .search("", store_id, json!({"query": "impeller"}))
+            .await
+            .is_empty()
+    );
+    let (_, store) = landfall
+        .get(&format!("/v1/vector_stores/{store_id}"), "")
+        .await;
+    assert_eq!(store["file_counts"]["total"], 0, "{store}");
+}
+
+/// Lists page forward with `after` and backward with `before`, in either order, and say
+/// whether more items lie past the page.
+#[tokio::test(flavor = "multi_thread")]
+async fn lists_page_forward_and_backward() {
+    let dir = tempfile::tempdir().unwrap();
+    let landfall = knowledge_server(dir.path(), "").await;
+    for index in 0..5 {
+        let (status, _) = landfall
+            .post(
+                "/v1/vector_stores",
+                "",
+                json!({"name": format!("s{index}")}),
+            )
+            .await;
+        assert_eq!(status, 200);
+        landfall
+            .upload_ok("", &format!("f{index}.txt"), b"some text".to_vec())
+            .await;
+    }
+    let ids = |page: &Value| -> Vec<String> {
+        page["data"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|item| item["id"].as_str().unwrap().to_owned())
+            .collect()
+    };
+    for list in ["/v1/vector_stores", "/v1/files"] {
+        for order in ["desc", "asc"] {
+            let (_, all) = landfall
+                .get(&format!("{list}?order={order}&limit=100"), "")
+                .await;
+            let all = ids(&all);
+            assert_eq!(all.len(), 5, "{list}");
+            let page = |query: String| {
+                let landfall = &landfall;
+                async move {
+                    let (status, page) = landfall
+                        .get(&format!("{list}?order={order}&limit=2&{query}"), "")
+                        .await;
+                    assert_eq!(status, 200, "{page}");
+                    (ids(&page), page["has_more"].as_bool().unwrap())
+                }
+            };
+            assert_eq!(
+                page(format!("after={}", all[1])).await,
+                (all[2..4].to_vec(), true)
+            );
+            assert_eq!(
+                page(format!("after={}", all[3])).await,
+                (all[4..].to_vec(), false)
+            );
+            assert_eq!(
+                page(format!("before={}", all[4])).await,
+                (all[2..4].to_vec(), true)
+            );
+            assert_eq!(
+                page(format!("before={}", all[2])).await,
+                (all[..2].to_vec(), false)
+            );
+        }
+    }
+    let (status, error) = landfall
+        .get("/v1/files?after=file-a&before=file-b", "")
+        .await;
+    assert_eq!(
+        (status, error["error"]["param"].as_str()),
+        (400, Some("before"))
+    );
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn keys_see_only_their_tenants_files_and_the_stores_their_scope_allows() {
     let dir = tempfile::tempdir().unwrap();

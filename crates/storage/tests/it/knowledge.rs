@@ -136,6 +136,27 @@ pub async fn knowledge_files_are_tenant_scoped_and_page(store: Arc<dyn Store>) {
             .is_empty()
     );
 
+    // Expiring files of every tenant, soonest first; files without expiry never.
+    for (id, tenant, expires_at) in [("file-e2", "t2", T0 + 20), ("file-e1", "t1", T0 + 10)] {
+        let record = FileRecord {
+            expires_at: Some(expires_at),
+            ..file(id, tenant, b"x")
+        };
+        store.create_file(&record, b"x").await.unwrap();
+    }
+    assert!(store.expired_files(T0 + 9, 10).await.unwrap().is_empty());
+    assert_eq!(
+        ids(store.expired_files(T0 + 20, 10).await.unwrap()),
+        ["file-e1", "file-e2"]
+    );
+    assert_eq!(
+        ids(store.expired_files(T0 + 20, 1).await.unwrap()),
+        ["file-e1"]
+    );
+    for (id, tenant) in [("file-e1", "t1"), ("file-e2", "t2")] {
+        store.delete_file(tenant, id).await.unwrap();
+    }
+
     assert_eq!(
         store.delete_file("t2", "file-a").await.unwrap(),
         None,
