@@ -388,7 +388,10 @@ impl HubClient {
             .await
             .map_err(cache_error(&partial))?;
         if offset > 0 {
-            hasher.update(std::fs::read(&partial).map_err(cache_error(&partial))?);
+            // What an earlier run received counts too; hashed in pieces, not read whole.
+            std::fs::File::open(&partial)
+                .and_then(|mut done| std::io::copy(&mut done, &mut hasher))
+                .map_err(cache_error(&partial))?;
         }
         let mut done = offset;
         let mut report = FileProgress {

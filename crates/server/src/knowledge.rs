@@ -11,9 +11,7 @@ use landfall_accounting::{Failure, RecordKind, RequestLog, RequestStart};
 use landfall_config::{Config, EmbedderConfig, RerankerConfig};
 use landfall_documents::{SimpleTokenizer, TokenSpans};
 use landfall_gateway::{Gateway, Operation, Served};
-use landfall_governance::{
-    Admission, Demand, GovernanceError, Principal, Usage, prompt_tokens, text_tokens,
-};
+use landfall_governance::{Admission, Demand, GovernanceError, Principal, Usage, prompt_tokens};
 use landfall_knowledge::{
     Caller, Embedder, Knowledge, KnowledgeError, LocalEmbedder, LocalReranker, Reranker, Rewriter,
 };
@@ -234,7 +232,6 @@ impl GatewaySource {
     async fn embed(
         &self,
         request: &EmbeddingRequest,
-        texts: &[String],
         caller: &Caller,
     ) -> Result<EmbeddingResponse, KnowledgeError> {
         let state = match self {
@@ -255,7 +252,7 @@ impl GatewaySource {
             EMBED_ROUTE,
         )
         .await?;
-        let estimate = texts.iter().map(|text| text_tokens(text)).sum();
+        let estimate = crate::routes::embeddings::input_tokens(&request.input);
         let demand = Demand {
             model: &request.model,
             prompt_tokens: estimate,
@@ -314,7 +311,7 @@ impl Embedder for GatewayEmbedder {
                 dimensions: None,
                 extra: Default::default(),
             };
-            let mut data = self.gateway.embed(&request, batch, caller).await?.data;
+            let mut data = self.gateway.embed(&request, caller).await?.data;
             if data.len() != batch.len() {
                 return Err(KnowledgeError::Embedding(format!(
                     "`{}` returned {} embeddings for {} inputs",

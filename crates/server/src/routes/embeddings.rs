@@ -60,14 +60,7 @@ async fn serve(
     }
     let governance = state.governance();
     governance.authorize_model(principal, &request.model)?;
-    let prompt_tokens = match &request.input {
-        EmbeddingInput::Text(text) => text_tokens(text),
-        EmbeddingInput::Texts(texts) => texts.iter().map(|text| text_tokens(text)).sum(),
-        EmbeddingInput::Tokens(tokens) => tokens.len() as u64,
-        EmbeddingInput::TokenBatches(batches) => {
-            batches.iter().map(|batch| batch.len() as u64).sum()
-        }
-    };
+    let prompt_tokens = input_tokens(&request.input);
     let demand = Demand {
         model: &request.model,
         prompt_tokens,
@@ -97,5 +90,17 @@ pub(crate) fn settled_usage(served: &Served<EmbeddingResponse>, estimate: u64) -
         input_tokens: used,
         cost_nanos: served.price.map_or(0, |price| price.cost_of(used, 0, 0)),
         ..Usage::default()
+    }
+}
+
+/// The tokens of an embeddings input: counted for token ids, estimated for text.
+pub(crate) fn input_tokens(input: &EmbeddingInput) -> u64 {
+    match input {
+        EmbeddingInput::Text(text) => text_tokens(text),
+        EmbeddingInput::Texts(texts) => texts.iter().map(|text| text_tokens(text)).sum(),
+        EmbeddingInput::Tokens(tokens) => tokens.len() as u64,
+        EmbeddingInput::TokenBatches(batches) => {
+            batches.iter().map(|batch| batch.len() as u64).sum()
+        }
     }
 }
