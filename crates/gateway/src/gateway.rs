@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use landfall_config::{Config, RoutingConfig};
-use landfall_providers::{ChatStream, Provider, ProviderError};
+use landfall_providers::{ChatStream, LocalModels, Provider, ProviderError};
 use landfall_types::{
     ChatRequest, ChatResponse, EmbeddingRequest, EmbeddingResponse, ErrorClass, TokenPrice,
 };
@@ -98,9 +98,22 @@ impl Gateway {
     /// # Errors
     /// When a provider's client cannot be built.
     pub fn with_observer(config: &Config, observer: Arc<dyn Observer>) -> Result<Self, StartError> {
+        Self::build(config, observer, &LocalModels::default())
+    }
+
+    /// Like [`Gateway::with_observer`], taking local models from `locals`: a model whose
+    /// settings are unchanged since the last build is reused as it is (loaded or not).
+    ///
+    /// # Errors
+    /// When a provider's client cannot be built.
+    pub fn build(
+        config: &Config,
+        observer: Arc<dyn Observer>,
+        locals: &LocalModels,
+    ) -> Result<Self, StartError> {
         let mut providers = HashMap::new();
         for (name, provider_config) in &config.providers {
-            let provider = landfall_providers::build(provider_config).map_err(|error| {
+            let provider = landfall_providers::build(name, provider_config, locals).map_err(|error| {
                 StartError::Provider {
                     provider: name.clone(),
                     error,

@@ -105,6 +105,17 @@ pub fn is_complete(dir: &Path) -> bool {
         && (dir.join("model.safetensors").is_file() || dir.join(FALLBACK_WEIGHTS).is_file())
 }
 
+/// A single file of `repo_id` at `revision` in the Hub cache (a GGUF chat model, say), found
+/// with no network.
+#[must_use]
+pub fn cached_file(cache_dir: &Path, repo_id: &str, revision: &str, file: &str) -> Option<PathBuf> {
+    let folder = cache_dir.join(format!("models--{}", repo_id.replace('/', "--")));
+    let commit = std::fs::read_to_string(folder.join("refs").join(revision))
+        .map_or_else(|_| revision.to_owned(), |commit| commit.trim().to_owned());
+    let path = folder.join("snapshots").join(commit).join(file);
+    path.is_file().then_some(path)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -31,6 +31,9 @@ pub fn models_root() -> PathBuf {
     PathBuf::from(home).join(".cache").join("landfall-test")
 }
 
+/// The file name of the GGUF chat model the tests use.
+pub const SMOLLM2_FILE: &str = "SmolLM2-135M-Instruct.Q4_1.gguf";
+
 /// The folder of test model `name` (its `config.json` present). When it is missing: `Ok(None)`
 /// after printing why (the caller returns early, skipping), or `Err` when
 /// `LANDFALL_REQUIRE_TEST_MODELS=1`.
@@ -40,7 +43,12 @@ pub fn models_root() -> PathBuf {
 #[expect(clippy::print_stderr, reason = "a skipped test says why")]
 pub fn model_dir(name: &str) -> Result<Option<PathBuf>, MissingTestModel> {
     let dir = models_root().join(name);
-    if dir.join("config.json").is_file() {
+    let present = if name.ends_with(".gguf") {
+        dir.is_file()
+    } else {
+        dir.join("config.json").is_file()
+    };
+    if present {
         return Ok(Some(dir));
     }
     if std::env::var(REQUIRE_VAR).is_ok_and(|value| value == "1") {
@@ -62,4 +70,12 @@ pub fn model_dir(name: &str) -> Result<Option<PathBuf>, MissingTestModel> {
 /// [`MissingTestModel`] when the model is missing and required.
 pub fn minilm_dir() -> Result<Option<PathBuf>, MissingTestModel> {
     model_dir("all-MiniLM-L6-v2")
+}
+
+/// The SmolLM2-135M-Instruct Q4_1 GGUF file, as [`model_dir`] finds models.
+///
+/// # Errors
+/// [`MissingTestModel`] when the model is missing and required.
+pub fn smollm2_file() -> Result<Option<PathBuf>, MissingTestModel> {
+    model_dir(SMOLLM2_FILE)
 }

@@ -31,6 +31,10 @@ pub enum ProviderError {
     Unsupported { operation: &'static str },
     #[error("this provider cannot express the request: {message}")]
     Untranslatable { message: String },
+    /// A local model refused or failed: a full queue (rate-limited), a prompt too long for
+    /// its context, bad sampling parameters, a model that is not loaded.
+    #[error("{message}")]
+    Local { class: ErrorClass, message: String },
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -57,7 +61,7 @@ impl ProviderError {
     #[must_use]
     pub fn class(&self) -> ErrorClass {
         match self {
-            Self::Status { class, .. } => *class,
+            Self::Status { class, .. } | Self::Local { class, .. } => *class,
             Self::Timeout { .. }
             | Self::Connection { .. }
             | Self::InvalidResponse { .. }

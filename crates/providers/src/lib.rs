@@ -4,13 +4,15 @@
 //! [`ErrorClass`](landfall_types::ErrorClass).
 //!
 //! Adapters make exactly one upstream call per method call: retries, fallback and circuit
-//! breaking belong to the gateway. Adding an adapter touches its module, one
+//! breaking belong to the gateway. The `local` adapter runs a GGUF model in process
+//! (`landfall-models`) instead of calling out. Adding an adapter touches its module, one
 //! [`ProviderKind`] variant and one arm of [`build`].
 
 mod anthropic;
 mod error;
 mod http;
 pub mod hub;
+mod local;
 mod openai;
 mod sse;
 
@@ -22,6 +24,7 @@ use landfall_config::{ProviderConfig, ProviderKind};
 use landfall_types::{ChatChunk, ChatRequest, ChatResponse, EmbeddingRequest, EmbeddingResponse};
 
 pub use error::{BuildError, ProviderError, TimeoutPhase, classify_status};
+pub use local::{LocalModel, LocalModels, LocalState, LocalStatus};
 
 /// The chunks of one streamed completion. The stream ends after the last chunk (the usage
 /// chunk, when the upstream sends one); an `Err` item is the last item.
@@ -75,6 +78,8 @@ pub struct Provider {
     pub chat: Arc<dyn ChatModel>,
     /// `None` when the API has no embeddings.
     pub embeddings: Option<Arc<dyn EmbeddingModel>>,
+    /// The model itself, for a `local` provider (to load, unload and inspect it).
+    pub local: Option<Arc<LocalModel>>,
 }
 
 impl std::fmt::Debug for Provider {
@@ -86,17 +91,23 @@ impl std::fmt::Debug for Provider {
     }
 }
 
-/// Builds the adapter a provider's configuration names.
+/// Builds the adapter a provider's configuration names. A `local` provider's model comes from
+/// `locals` (the same one as before when its settings did not change); it is not loaded here.
 ///
 /// # Errors
 /// When the HTTP client cannot be built (bad header value, TLS setup).
-pub fn build(config: &ProviderConfig) -> Result<Provider, BuildError> {
+pub fn build(
+    name: &str,
+    config: &ProviderConfig,
+    locals: &LocalModels,
+) -> Result<Provider, BuildError> {
     match &config.kind {
         ProviderKind::Openai {} => {
             let adapter = Arc::new(openai::OpenAi::new(&config.http)?);
             Ok(Provider {
                 chat: adapter.clone(),
                 embeddings: Some(adapter),
+                local: None,
             })
         }
         ProviderKind::Anthropic {
@@ -108,6 +119,15 @@ pub fn build(config: &ProviderConfig) -> Result<Provider, BuildError> {
             Ok(Provider {
                 chat: Arc::new(adapter),
                 embeddings: None,
+                local: None,
+            })
+        }
+        ProviderKind::Local(local) => {
+            let model = locals.get_or_create(name, local);
+            Ok(Provider {
+                chat: model.clone(),
+                embeddings: None,
+                local: Some(model),
             })
         }
     }

@@ -489,6 +489,9 @@ fn upstream_error(error: ProviderError) -> Mapped {
                     StatusCode::BAD_REQUEST,
                     format!("the request cannot be sent to this model: {message}"),
                 ),
+                ProviderError::Local { message, .. } => {
+                    (StatusCode::SERVICE_UNAVAILABLE, message.clone())
+                }
             };
             mapped(status, "upstream_error", Some("upstream_error"), message)
         }
@@ -498,9 +501,9 @@ fn upstream_error(error: ProviderError) -> Mapped {
 /// The upstream's own words, for errors that are the client's to fix.
 fn client_message(error: &ProviderError) -> String {
     match error {
-        ProviderError::Status { message, .. } | ProviderError::Untranslatable { message } => {
-            message.clone()
-        }
+        ProviderError::Status { message, .. }
+        | ProviderError::Untranslatable { message }
+        | ProviderError::Local { message, .. } => message.clone(),
         other => other.to_string(),
     }
 }

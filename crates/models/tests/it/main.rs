@@ -5,6 +5,7 @@
 mod cross_encoder;
 mod minilm;
 mod reference;
+mod smollm2;
 mod tiny;
 
 use std::sync::OnceLock;

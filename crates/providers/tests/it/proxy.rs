@@ -58,14 +58,18 @@ fn chat_request() -> ChatRequest {
 }
 
 fn provider(base_url: String, proxy_url: &str) -> landfall_providers::Provider {
-    landfall_providers::build(&ProviderConfig {
+    landfall_providers::build(
+        "test",
+        &ProviderConfig {
         http: HttpSettings {
             base_url,
             proxy_url: Some(Secret::new(proxy_url)),
             ..HttpSettings::default()
         },
         kind: ProviderKind::Openai {},
-    })
+    },
+        &landfall_providers::LocalModels::default(),
+    )
     .unwrap()
 }
 
