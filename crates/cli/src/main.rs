@@ -50,11 +50,17 @@ pub(crate) enum LogFormat {
 enum Command {
     /// Run the server.
     #[command(
-        after_help = "Examples:\n  landfall serve\n  landfall serve --config landfall.toml\n  \
+        after_help = "Examples:\n  landfall serve\n  landfall serve --model ./SmolLM2-135M-Instruct.Q4_1.gguf\n  \
+                            landfall serve --config landfall.toml\n  \
                             landfall serve --config landfall.toml --listen 0.0.0.0:8080\n  \
                             LANDFALL__SERVER__LISTEN=0.0.0.0:9000 landfall serve\n\n\
-                            Without --config the embedded defaults are used: 127.0.0.1:8080, no \
-                            providers. Log level: LANDFALL_LOG=debug (or RUST_LOG)."
+                            Without --config the embedded defaults are used: 127.0.0.1:8080. With no \
+                            provider configured, the model alias `local` runs a GGUF chat model in \
+                            process: --model (or LANDFALL_LOCAL_MODEL), else SmolLM2-135M-Instruct \
+                            fetched from the Hugging Face Hub on first use.\n\n\
+                            SIGHUP (or POST /admin/v1/reload) reads the configuration again and swaps \
+                            providers and model aliases without dropping requests. \
+                            Log level: LANDFALL_LOG=debug (or RUST_LOG)."
     )]
     Serve {
         /// TOML configuration file (see landfall.example.toml).
@@ -63,6 +69,9 @@ enum Command {
         /// Address to listen on; overrides `server.listen`.
         #[arg(long)]
         listen: Option<std::net::SocketAddr>,
+        /// A GGUF chat model for the `local` alias, used when no provider is configured.
+        #[arg(long, env = "LANDFALL_LOCAL_MODEL")]
+        model: Option<PathBuf>,
     },
     /// Validate a configuration file and list every problem found.
     #[command(after_help = "Examples:\n  landfall check-config landfall.toml\n  \
@@ -199,9 +208,11 @@ fn main() -> ExitCode {
         return report(Err(error));
     }
     match cli.command {
-        Command::Serve { config, listen } => {
-            report(serve::run(config.as_deref(), listen, cli.log_format))
-        }
+        Command::Serve {
+            config,
+            listen,
+            model,
+        } => report(serve::run(config, listen, model, cli.log_format)),
         Command::CheckConfig { file } => check_config(&file),
         Command::Tenants { config, command } => report(manage::tenants(config.as_deref(), command)),
         Command::Keys { config, command } => report(manage::keys(config.as_deref(), command)),

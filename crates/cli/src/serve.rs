@@ -1,18 +1,29 @@
 //! `landfall serve`.
 
 use std::net::SocketAddr;
-use std::path::Path;
+use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
-use landfall_server::AppState;
+use landfall_server::{AppState, ConfigSource};
 
 pub(crate) fn run(
-    config_path: Option<&Path>,
+    config_path: Option<PathBuf>,
     listen: Option<SocketAddr>,
+    local_model: Option<PathBuf>,
     log_format: crate::LogFormat,
 ) -> anyhow::Result<()> {
-    let mut config = crate::load_config(config_path)?;
+    if let Some(path) = &local_model
+        && !path.is_file()
+    {
+        anyhow::bail!(
+            "--model {}: no such file; give the path of a GGUF chat model",
+            path.display()
+        );
+    }
+    let mut config = crate::load_config(config_path.as_deref())?;
+    let defaulted = add_local_default(&mut config, local_model.clone());
     if let Some(listen) = listen {
         config.server.listen = listen;
     }
@@ -26,15 +37,44 @@ pub(crate) fn run(
         .context("cannot start the async runtime")?;
     let (traces, tracer) = crate::telemetry::layer(&config.telemetry, runtime.handle())?.unzip();
     let _log = crate::init_logging(log_format, traces, true)?;
-    runtime.block_on(serve(config, tracer))
+    if let Some(source) = defaulted {
+        tracing::info!(%source, "no provider configured: model `local` runs a GGUF chat model in process");
+    }
+    // A reload reads the file and the environment again, as at start.
+    let source: ConfigSource = Arc::new(move || {
+        let mut config = landfall_config::load(
+            config_path.as_deref(),
+            &landfall_config::Environment::from_process(),
+        )?;
+        add_local_default(&mut config, local_model.clone());
+        Ok(config)
+    });
+    runtime.block_on(serve(config, source, tracer))
+}
+
+/// Adds the default local model when the configuration names no provider (or `--model`
+/// names one); returns where that model comes from.
+fn add_local_default(
+    config: &mut landfall_config::Config,
+    local_model: Option<PathBuf>,
+) -> Option<String> {
+    let explicit = local_model.is_some();
+    let model = landfall_config::LocalModelConfig::default_model(local_model);
+    let source = model.source();
+    config
+        .add_default_local_model(model, explicit)
+        .then_some(source)
 }
 
 async fn serve(
     config: landfall_config::Config,
+    source: ConfigSource,
     tracer: Option<crate::telemetry::TracerGuard>,
 ) -> anyhow::Result<()> {
     let result = async {
         let state = AppState::start(&config).await.context("cannot start")?;
+        state.reload_from(source);
+        reload_on_hangup(state.clone())?;
         if tracer.is_some() {
             state.continue_traces_with(std::sync::Arc::new(crate::telemetry::W3cTraceContext));
         }
@@ -61,7 +101,7 @@ async fn run_server(config: &landfall_config::Config, state: AppState) -> anyhow
     let models = state.gateway().model_names().join(", ");
     if models.is_empty() {
         tracing::warn!(
-            "no models configured: add [providers] and [models] (see landfall.example.toml)"
+            "no model aliases configured: add [models] (see landfall.example.toml)"
         );
     }
     tracing::info!(version = env!("CARGO_PKG_VERSION"), models = %models, "landfall listening on http://{address}");
@@ -107,6 +147,22 @@ async fn run_server(config: &landfall_config::Config, state: AppState) -> anyhow
             Ok(())
         }
     }
+}
+
+/// Reloads providers and model aliases on every SIGHUP; a reload that fails is logged and
+/// changes nothing.
+fn reload_on_hangup(state: AppState) -> anyhow::Result<()> {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut hangup = signal(SignalKind::hangup()).context("cannot listen for SIGHUP")?;
+    tokio::spawn(async move {
+        while hangup.recv().await.is_some() {
+            tracing::info!("SIGHUP: reloading the configuration");
+            if let Err(error) = state.reload().await {
+                tracing::error!(%error, "reload failed; the running configuration stays");
+            }
+        }
+    });
+    Ok(())
 }
 
 /// SIGINT and SIGTERM, registered when created: a signal that arrives before the server runs

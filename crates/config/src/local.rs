@@ -154,10 +154,14 @@ impl LocalModelConfig {
 }
 
 impl Config {
-    /// When no provider is configured, adds the local provider and model alias `local`
-    /// running `model` (see [`LocalModelConfig::default_model`]). Returns whether it did.
-    pub fn add_default_local_model(&mut self, model: LocalModelConfig) -> bool {
-        if !self.providers.is_empty() {
+    /// Adds the local provider and model alias `local` running `model` (see
+    /// [`LocalModelConfig::default_model`]) when no provider is configured, or, when
+    /// `explicit` (the operator named a file), unless a provider is called `local` already.
+    /// Returns whether it did.
+    pub fn add_default_local_model(&mut self, model: LocalModelConfig, explicit: bool) -> bool {
+        let wanted = self.providers.is_empty()
+            || (explicit && !self.providers.contains_key(DEFAULT_LOCAL_NAME));
+        if !wanted {
             return false;
         }
         self.providers.insert(

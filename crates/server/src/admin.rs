@@ -1,10 +1,11 @@
-//! `/admin/v1/…`: tenants and API keys, behind the admin key. `DELETE` revokes (records are
+//! `/admin/v1/…`: tenants and API keys (local models and reloads in `model_admin`), behind
+//! the admin key. `DELETE` revokes (records are
 //! kept for the audit trail). Bodies that do not fit get 400 naming the field.
 
 use axum::Router;
 use axum::extract::{FromRequest, Path, Query, Request, State};
 use axum::response::Response;
-use axum::routing::get;
+use axum::routing::{get, post};
 use http::StatusCode;
 use landfall_governance::{AdminError, KeyPatch, NewKey, NewTenant, TenantPatch};
 use serde::Deserialize;
@@ -12,7 +13,7 @@ use serde::de::DeserializeOwned;
 
 use crate::extract::JsonBody;
 use crate::routes::json_response;
-use crate::{ApiError, AppState, audit, auth, observe};
+use crate::{ApiError, AppState, audit, auth, model_admin, observe};
 
 pub(crate) fn router(state: AppState) -> Router<AppState> {
     Router::new()
@@ -29,6 +30,16 @@ pub(crate) fn router(state: AppState) -> Router<AppState> {
             "/keys/{id}",
             get(get_key).patch(update_key).delete(revoke_key),
         )
+        .route("/models", get(model_admin::list))
+        .route(
+            "/models/{name}",
+            get(model_admin::retrieve)
+                .put(model_admin::put)
+                .delete(model_admin::delete),
+        )
+        .route("/models/{name}/load", post(model_admin::load))
+        .route("/models/{name}/unload", post(model_admin::unload))
+        .route("/reload", post(model_admin::reload))
         .route_layer(axum::middleware::from_fn_with_state(
             state.clone(),
             auth::require_admin,
@@ -38,7 +49,7 @@ pub(crate) fn router(state: AppState) -> Router<AppState> {
 }
 
 /// A JSON body whose schema errors are 400s naming the field, as admin clients expect.
-struct AdminJson<T>(T);
+pub(crate) struct AdminJson<T>(pub(crate) T);
 
 impl<T: DeserializeOwned> FromRequest<AppState> for AdminJson<T> {
     type Rejection = ApiError;

@@ -52,6 +52,8 @@ pub enum ApiError {
     Governance(Box<GovernanceError>),
     Admin(Box<AdminError>),
     Knowledge(Box<KnowledgeError>),
+    /// A reload or local model change that was not applied.
+    Swap(Box<crate::SwapError>),
     /// Knowledge bases are switched off (`knowledge.enabled = false`).
     KnowledgeDisabled,
 }
@@ -206,6 +208,7 @@ impl ApiError {
             Self::Gateway(error) => gateway_error(*error),
             Self::Governance(error) => governance_error(*error),
             Self::Admin(error) => admin_error(*error),
+            Self::Swap(error) => swap_error(*error),
             Self::Knowledge(error) => knowledge_error(*error),
             Self::KnowledgeDisabled => mapped(
                 StatusCode::NOT_FOUND,
@@ -359,6 +362,37 @@ fn unavailable_knowledge() -> Mapped {
     );
     mapped.retry_after = Some(Duration::from_secs(1));
     mapped
+}
+
+fn swap_error(error: crate::SwapError) -> Mapped {
+    use crate::SwapError;
+    let message = error.to_string();
+    match error {
+        SwapError::NoSource | SwapError::NotLocal { .. } | SwapError::InUse { .. } => {
+            mapped(StatusCode::CONFLICT, INVALID, Some("conflict"), message)
+        }
+        SwapError::NotFound { .. } => {
+            mapped(StatusCode::NOT_FOUND, INVALID, Some("not_found"), message)
+        }
+        SwapError::Config(_) | SwapError::Build(_) => mapped(
+            StatusCode::BAD_REQUEST,
+            INVALID,
+            Some("invalid_configuration"),
+            message,
+        ),
+        SwapError::Load { .. } => mapped(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            INVALID,
+            Some("model_load_failed"),
+            message,
+        ),
+    }
+}
+
+impl From<crate::SwapError> for ApiError {
+    fn from(error: crate::SwapError) -> Self {
+        Self::Swap(Box::new(error))
+    }
 }
 
 fn admin_error(error: AdminError) -> Mapped {

@@ -192,10 +192,10 @@ impl Rewriter for GatewayRewriter {
             REWRITE_ROUTE,
         )
         .await?;
-        let price = call.inner.gateway.reservation_price(&self.model);
+        let price = call.inner.gateway().reservation_price(&self.model);
         let demand = call.inner.governance.chat_demand(&request, price);
         let admission = call.admit(&demand).await?;
-        let served = match call.inner.gateway.chat(&request).await {
+        let served = match call.inner.gateway().chat(&request).await {
             Ok(served) => served,
             Err(error) => {
                 let message = error.to_string();
@@ -257,10 +257,10 @@ impl GatewaySource {
             model: &request.model,
             prompt_tokens: estimate,
             completion_tokens: 0,
-            price: call.inner.gateway.reservation_price(&request.model),
+            price: call.inner.gateway().reservation_price(&request.model),
         };
         let admission = call.admit(&demand).await?;
-        let served = match call.inner.gateway.embed(request).await {
+        let served = match call.inner.gateway().embed(request).await {
             Ok(served) => served,
             Err(error) => {
                 let message = error.to_string();

@@ -10,11 +10,15 @@ mod auth;
 mod error;
 mod extract;
 mod knowledge;
+mod model_admin;
 
 pub use knowledge::{fetch_model, open as open_knowledge};
 mod observe;
 mod routes;
 mod sse;
+mod swap;
+
+pub use swap::{ConfigSource, SwapError};
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -50,7 +54,10 @@ pub struct AppState {
 }
 
 struct Inner {
-    gateway: Gateway,
+    /// Swapped whole by reloads and model changes (see `swap`).
+    routes: std::sync::RwLock<Arc<swap::Routes>>,
+    swapping: tokio::sync::Mutex<()>,
+    config_source: std::sync::OnceLock<ConfigSource>,
     governance: Governance,
     accounting: Accounting,
     /// Who may read `/metrics` on the main listener; `None` when it is not served there.
@@ -62,8 +69,6 @@ struct Inner {
     knowledge_search: landfall_config::SearchConfig,
     /// Largest `/v1/files` body: the file limit plus room for the multipart envelope.
     upload_limit: usize,
-    /// Model aliases whose chat completions are grounded in knowledge bases.
-    model_knowledge: std::collections::HashMap<String, landfall_config::ModelKnowledge>,
 }
 
 /// Why the server's state could not be built.
@@ -77,6 +82,8 @@ pub enum StartError {
     Accounting(#[from] landfall_accounting::StartError),
     #[error("knowledge bases: {0}")]
     Knowledge(#[from] landfall_knowledge::KnowledgeError),
+    #[error(transparent)]
+    Models(#[from] SwapError),
 }
 
 impl AppState {
@@ -93,9 +100,14 @@ impl AppState {
         let accounting = Accounting::start(config, audit)?;
         let metrics_access = (config.metrics.enabled && config.metrics.listen.is_none())
             .then_some(config.metrics.access);
+        let locals = landfall_providers::LocalModels::default();
+        let gateway = Gateway::build(config, accounting.metrics(), &locals)?;
+        let routes = swap::Routes::new(config.clone(), gateway, locals);
         Ok(Self {
             inner: Arc::new(Inner {
-                gateway: Gateway::with_observer(config, accounting.metrics())?,
+                routes: std::sync::RwLock::new(Arc::new(routes)),
+                swapping: tokio::sync::Mutex::new(()),
+                config_source: std::sync::OnceLock::new(),
                 governance,
                 accounting,
                 metrics_access,
@@ -104,11 +116,6 @@ impl AppState {
                 trace_context: std::sync::OnceLock::new(),
                 knowledge: std::sync::OnceLock::new(),
                 knowledge_search: config.knowledge.search.clone(),
-                model_knowledge: config
-                    .models
-                    .iter()
-                    .filter_map(|(name, model)| Some((name.clone(), model.knowledge.clone()?)))
-                    .collect(),
                 upload_limit: usize::try_from(config.knowledge.max_file_bytes)
                     .unwrap_or(usize::MAX)
                     .saturating_add(1 << 20),
@@ -124,6 +131,7 @@ impl AppState {
         let store = landfall_governance::open_store(config).await?;
         let governance = Governance::start_with_store(config, store.clone()).await?;
         let state = Self::new(config, governance, store.clone())?;
+        state.preload_local_models().await?;
         if config.knowledge.enabled {
             let rewriter = config.knowledge.search.rewrite_model.clone().map(|model| {
                 Arc::new(knowledge::GatewayRewriter {
@@ -150,8 +158,8 @@ impl AppState {
         self.inner.knowledge.get().map(Arc::as_ref)
     }
 
-    pub(crate) fn model_knowledge(&self, model: &str) -> Option<&landfall_config::ModelKnowledge> {
-        self.inner.model_knowledge.get(model)
+    pub(crate) fn model_knowledge(&self, model: &str) -> Option<landfall_config::ModelKnowledge> {
+        self.routes().model_knowledge.get(model).cloned()
     }
 
     pub(crate) fn upload_limit(&self) -> usize {
@@ -186,9 +194,11 @@ impl AppState {
         self.inner.ready.store(ready, Ordering::Relaxed);
     }
 
+    /// The gateway new requests are routed by (a reload replaces it; requests keep the one
+    /// they started with).
     #[must_use]
-    pub fn gateway(&self) -> &Gateway {
-        &self.inner.gateway
+    pub fn gateway(&self) -> Arc<Gateway> {
+        self.routes().gateway.clone()
     }
 
     #[must_use]

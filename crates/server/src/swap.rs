@@ -10,7 +10,7 @@ use landfall_config::{Config, ConfigErrors, ModelKnowledge, ProviderKind};
 use landfall_gateway::Gateway;
 use landfall_providers::LocalModels;
 
-use crate::AppState;
+use crate::{AppState, Inner};
 
 /// Where a reload reads the configuration from: the file and environment the server started
 /// with, as the CLI reads them.
@@ -59,13 +59,22 @@ pub enum SwapError {
     InUse { name: String, aliases: String },
 }
 
-impl AppState {
+impl Inner {
     pub(crate) fn routes(&self) -> Arc<Routes> {
-        self.inner
-            .routes
+        self.routes
             .read()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
             .clone()
+    }
+
+    pub(crate) fn gateway(&self) -> Arc<Gateway> {
+        self.routes().gateway.clone()
+    }
+}
+
+impl AppState {
+    pub(crate) fn routes(&self) -> Arc<Routes> {
+        self.inner.routes()
     }
 
     /// Lets [`reload`](Self::reload) read the configuration again (set once; later calls are

@@ -37,8 +37,8 @@ pub(crate) async fn list(
     State(state): State<AppState>,
     Extension(principal): Extension<Principal>,
 ) -> Response {
-    let data = state
-        .gateway()
+    let gateway = state.gateway();
+    let data = gateway
         .model_names()
         .iter()
         .filter(|name| principal.may_use_model(name))
