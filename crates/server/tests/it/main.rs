@@ -15,6 +15,7 @@ mod harness;
 mod hub;
 mod knowledge;
 mod knowledge_models;
+mod local_models;
 mod protection;
 mod routing;
 mod streaming;
