@@ -100,9 +100,7 @@ async fn run_server(config: &landfall_config::Config, state: AppState) -> anyhow
         .context("cannot read the bound address")?;
     let models = state.gateway().model_names().join(", ");
     if models.is_empty() {
-        tracing::warn!(
-            "no model aliases configured: add [models] (see landfall.example.toml)"
-        );
+        tracing::warn!("no model aliases configured: add [models] (see landfall.example.toml)");
     }
     tracing::info!(version = env!("CARGO_PKG_VERSION"), models = %models, "landfall listening on http://{address}");
 

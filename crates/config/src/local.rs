@@ -43,6 +43,10 @@ pub struct LocalModelConfig {
     pub queue_size: u32,
     /// `max_tokens` when the request gives none.
     pub default_max_tokens: u32,
+    /// Run Q4_1, Q5_0 and Q5_1 weights as Q8_0 (candle has no SIMD kernels for those three on
+    /// x86): about 4x faster generation for twice their memory; outputs differ slightly from
+    /// llama.cpp's on the original weights. `false` runs the file's weights as they are.
+    pub convert_slow_weights: bool,
     /// Load at start (and on reload) rather than on first use. A preload that fails stops
     /// the start with the reason.
     pub preload: bool,
@@ -61,6 +65,7 @@ impl Default for LocalModelConfig {
             context_length: None,
             queue_size: 16,
             default_max_tokens: 1024,
+            convert_slow_weights: true,
             preload: true,
         }
     }
@@ -93,10 +98,9 @@ impl LocalModelConfig {
                  and file to fetch it from the Hugging Face Hub"
                     .to_owned(),
             )),
-            (Some(path), None) if !path.is_file() => problems.push((
-                "path",
-                format!("{} is not a file", path.display()),
-            )),
+            (Some(path), None) if !path.is_file() => {
+                problems.push(("path", format!("{} is not a file", path.display())))
+            }
             _ => {}
         }
         if let Some(repo) = &self.hub_repo {
@@ -105,7 +109,10 @@ impl LocalModelConfig {
                 && id.split('/').all(|part| !part.is_empty())
                 && !revision.is_empty();
             if !valid {
-                problems.push(("hub_repo", format!("`{repo}` is not `org/name` or `org/name@revision`")));
+                problems.push((
+                    "hub_repo",
+                    format!("`{repo}` is not `org/name` or `org/name@revision`"),
+                ));
             }
             match &self.file {
                 None => problems.push(("file", "missing: the GGUF file in hub_repo".to_owned())),
@@ -120,7 +127,10 @@ impl LocalModelConfig {
         if let Some(tokenizer) = &self.tokenizer
             && !tokenizer.is_file()
         {
-            problems.push(("tokenizer", format!("{} is not a file", tokenizer.display())));
+            problems.push((
+                "tokenizer",
+                format!("{} is not a file", tokenizer.display()),
+            ));
         }
         if self.queue_size == 0 {
             problems.push(("queue_size", "must be at least 1".to_owned()));

@@ -113,12 +113,13 @@ impl Gateway {
     ) -> Result<Self, StartError> {
         let mut providers = HashMap::new();
         for (name, provider_config) in &config.providers {
-            let provider = landfall_providers::build(name, provider_config, locals).map_err(|error| {
-                StartError::Provider {
-                    provider: name.clone(),
-                    error,
-                }
-            })?;
+            let provider =
+                landfall_providers::build(name, provider_config, locals).map_err(|error| {
+                    StartError::Provider {
+                        provider: name.clone(),
+                        error,
+                    }
+                })?;
             providers.insert(name.as_str(), provider);
         }
         let origin = Instant::now();

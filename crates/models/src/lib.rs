@@ -31,7 +31,7 @@ pub use cross_encoder::CrossEncoder;
 pub use embedder::{BertEmbedder, EmbedderOptions};
 pub use error::ModelError;
 pub use hub::{
-    FALLBACK_WEIGHTS, MODEL_FILES, ModelSource, REQUIRED_FILES, cached_file, cached_snapshot, default_cache_dir,
-    is_complete, locate,
+    FALLBACK_WEIGHTS, MODEL_FILES, ModelSource, REQUIRED_FILES, cached_file, cached_snapshot,
+    default_cache_dir, is_complete, locate,
 };
 pub use pooling::Pooling;

@@ -179,6 +179,7 @@ impl LocalModel {
                 .context_length
                 .and_then(|length| usize::try_from(length).ok()),
             queue_size: usize::try_from(self.config.queue_size).unwrap_or(usize::MAX),
+            convert_slow_weights: self.config.convert_slow_weights,
         };
         tracing::info!(model = %self.name, path = %path.display(), "loading local model");
         let started = std::time::Instant::now();
@@ -231,7 +232,10 @@ impl LocalModel {
             revision,
             cache_dir: &cache_dir,
         };
-        match hub.fetch_file(&hub_repo, file, Some(&progress_log(&self.name))).await {
+        match hub
+            .fetch_file(&hub_repo, file, Some(&progress_log(&self.name)))
+            .await
+        {
             Ok(Some(snapshot)) => Ok(snapshot.join(file)),
             Ok(None) => Err(failed("the repository has no such file".to_owned())),
             Err(error) => Err(failed(error.to_string())),
@@ -285,7 +289,9 @@ impl ChatModel for LocalModel {
     ) -> Result<ChatResponse, ProviderError> {
         let model = self.model(false).await.map_err(unavailable)?;
         let (prompt, params) = translate::generation(request, &model, &self.config)?;
-        let mut generation = model.generate(prompt, params).map_err(|error| refused(&error))?;
+        let mut generation = model
+            .generate(prompt, params)
+            .map_err(|error| refused(&error))?;
         let mut text = String::new();
         while let Some(event) = generation.recv().await {
             match event.map_err(|error| refused(&error))? {
@@ -315,7 +321,9 @@ impl ChatModel for LocalModel {
     ) -> Result<ChatStream, ProviderError> {
         let model = self.model(false).await.map_err(unavailable)?;
         let (prompt, params) = translate::generation(request, &model, &self.config)?;
-        let generation = model.generate(prompt, params).map_err(|error| refused(&error))?;
+        let generation = model
+            .generate(prompt, params)
+            .map_err(|error| refused(&error))?;
         let mut chunks = translate::Chunks::new(upstream_model);
         let opening = futures::stream::iter([Ok(chunks.opening())]);
         let events = tokio_stream(generation).flat_map(move |event| {

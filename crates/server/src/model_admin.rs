@@ -27,6 +27,9 @@ struct LocalModelView {
     architecture: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     quantization: Option<String>,
+    /// The type the weights run as when converted at load (`Q8_0`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    converted_to: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     context_length: Option<usize>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -51,7 +54,12 @@ fn view(state: &AppState, status: LocalStatus) -> LocalModelView {
         .config
         .models
         .iter()
-        .filter(|(_, alias)| alias.targets.iter().any(|target| target.provider == status.name))
+        .filter(|(_, alias)| {
+            alias
+                .targets
+                .iter()
+                .any(|target| target.provider == status.name)
+        })
         .map(|(alias, _)| alias.clone())
         .collect();
     let mut view = LocalModelView {
@@ -62,6 +70,7 @@ fn view(state: &AppState, status: LocalStatus) -> LocalModelView {
         error: None,
         architecture: None,
         quantization: None,
+        converted_to: None,
         context_length: None,
         parameters: None,
         file_bytes: None,
@@ -75,6 +84,7 @@ fn view(state: &AppState, status: LocalStatus) -> LocalModelView {
             view.status = "ready";
             view.architecture = Some(info.architecture);
             view.quantization = Some(info.quantization);
+            view.converted_to = info.converted_to;
             view.context_length = Some(info.context_length);
             view.parameters = Some(info.parameters);
             view.file_bytes = Some(info.file_bytes);
@@ -88,7 +98,10 @@ fn view(state: &AppState, status: LocalStatus) -> LocalModelView {
     view
 }
 
-fn model(state: &AppState, name: &str) -> Result<std::sync::Arc<landfall_providers::LocalModel>, ApiError> {
+fn model(
+    state: &AppState,
+    name: &str,
+) -> Result<std::sync::Arc<landfall_providers::LocalModel>, ApiError> {
     state.routes().locals.get(name).ok_or_else(|| {
         SwapError::NotFound {
             name: name.to_owned(),

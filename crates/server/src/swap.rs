@@ -165,13 +165,12 @@ impl AppState {
                         kind: ProviderKind::Local(force_preload(model)),
                     },
                 );
-                config
-                    .models
-                    .entry(name.to_owned())
-                    .or_insert_with(|| landfall_config::ModelConfig {
+                config.models.entry(name.to_owned()).or_insert_with(|| {
+                    landfall_config::ModelConfig {
                         targets: vec![landfall_config::TargetConfig::to(name)],
                         knowledge: None,
-                    });
+                    }
+                });
                 true
             }
         };
@@ -198,9 +197,10 @@ impl AppState {
                 });
             }
         }
-        let own_alias = config.models.get(name).is_some_and(|alias| {
-            alias.targets.iter().all(|target| target.provider == name)
-        });
+        let own_alias = config
+            .models
+            .get(name)
+            .is_some_and(|alias| alias.targets.iter().all(|target| target.provider == name));
         if own_alias {
             config.models.remove(name);
         }
@@ -222,7 +222,9 @@ impl AppState {
 }
 
 /// An operator's model change takes effect loaded, so the first request does not wait.
-fn force_preload(mut model: landfall_config::LocalModelConfig) -> landfall_config::LocalModelConfig {
+fn force_preload(
+    mut model: landfall_config::LocalModelConfig,
+) -> landfall_config::LocalModelConfig {
     model.preload = true;
     model
 }

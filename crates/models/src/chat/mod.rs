@@ -43,6 +43,10 @@ pub struct LocalChatOptions {
     /// Generations that may wait while one runs; more are refused with
     /// [`GenerateError::QueueFull`].
     pub queue_size: usize,
+    /// Convert weights that candle multiplies with scalar code on x86 (Q4_1, Q5_0, Q5_1) to
+    /// Q8_0: about 4x faster, twice their memory, and outputs that differ slightly from
+    /// llama.cpp's on the original weights.
+    pub convert_slow_weights: bool,
 }
 
 impl Default for LocalChatOptions {
@@ -52,6 +56,7 @@ impl Default for LocalChatOptions {
             chat_template: None,
             context_length: None,
             queue_size: 16,
+            convert_slow_weights: true,
         }
     }
 }
@@ -64,8 +69,10 @@ pub struct LocalModelInfo {
     pub architecture: String,
     /// Positions for prompt and output together.
     pub context_length: usize,
-    /// The weight matrices' GGML type (`Q4_1`, `Q8_0`, `Q4K` …).
+    /// The weight matrices' GGML type in the file (`Q4_1`, `Q8_0`, `Q4K` …).
     pub quantization: String,
+    /// Their type in memory, when converted (see [`LocalChatOptions::convert_slow_weights`]).
+    pub converted_to: Option<String>,
     pub parameters: u64,
     pub file_bytes: u64,
 }
@@ -108,9 +115,7 @@ pub enum GenerationEvent {
 pub enum GenerateError {
     #[error("the local model's queue is full ({queue_size} generations waiting)")]
     QueueFull { queue_size: usize },
-    #[error(
-        "the prompt has {prompt_tokens} tokens but the model's context holds {context_length}"
-    )]
+    #[error("the prompt has {prompt_tokens} tokens but the model's context holds {context_length}")]
     ContextTooLong {
         prompt_tokens: usize,
         context_length: usize,
@@ -175,7 +180,11 @@ impl LocalChatModel {
                 source,
             })?
             .len();
-        let model = gguf::read(path, options.tokenizer.as_deref())?;
+        let model = gguf::read(
+            path,
+            options.tokenizer.as_deref(),
+            options.convert_slow_weights,
+        )?;
         let template_source = options
             .chat_template
             .as_deref()
@@ -197,6 +206,7 @@ impl LocalChatModel {
             architecture: model.architecture,
             context_length,
             quantization: model.quantization,
+            converted_to: model.converted_to,
             parameters: model.parameters,
             file_bytes,
         };
@@ -302,7 +312,9 @@ impl LocalChatModel {
             });
         }
         if prompt.is_empty() {
-            return Err(GenerateError::InvalidRequest("the prompt is empty".to_owned()));
+            return Err(GenerateError::InvalidRequest(
+                "the prompt is empty".to_owned(),
+            ));
         }
         let (events, generation) = mpsc::channel(64);
         self.shared.waiting.fetch_add(1, Ordering::Relaxed);
@@ -371,7 +383,9 @@ fn run(
         }
     }
     let Some(mut logits) = logits else {
-        return Err(GenerateError::InvalidRequest("the prompt is empty".to_owned()));
+        return Err(GenerateError::InvalidRequest(
+            "the prompt is empty".to_owned(),
+        ));
     };
     let mut sampler = Sampler::new(params.sampling.clone());
     let mut history = prompt.to_vec();
@@ -379,9 +393,6 @@ fn run(
     let mut stops = StopScanner::new(params.stop.clone());
     let mut completion_tokens = 0;
     let reason = loop {
-        if completion_tokens >= params.max_tokens {
-            break FinishReason::Length;
-        }
         let next = sampler.sample(&logits, &history).map_err(failed)?;
         completion_tokens += 1;
         history.push(next);
@@ -396,7 +407,10 @@ fn run(
                 Scan::Emit(text) => (text, false),
                 Scan::Stop(text) => (text, true),
             };
-            if !text.is_empty() && events.blocking_send(Ok(GenerationEvent::Text(text))).is_err()
+            if !text.is_empty()
+                && events
+                    .blocking_send(Ok(GenerationEvent::Text(text)))
+                    .is_err()
             {
                 return Ok(());
             }
@@ -404,7 +418,8 @@ fn run(
                 break FinishReason::Stop;
             }
         }
-        if position + 1 >= shared.context_length {
+        // No forward pass for a token that will not be sampled.
+        if completion_tokens >= params.max_tokens || position + 1 >= shared.context_length {
             break FinishReason::Length;
         }
         logits = weights.forward(&[next], position).map_err(failed)?;
@@ -415,7 +430,9 @@ fn run(
     };
     let held = stops.finish();
     if !held.is_empty()
-        && events.blocking_send(Ok(GenerationEvent::Text(held))).is_err()
+        && events
+            .blocking_send(Ok(GenerationEvent::Text(held)))
+            .is_err()
     {
         return Ok(());
     }

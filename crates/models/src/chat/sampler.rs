@@ -108,7 +108,10 @@ fn penalize(logits: &mut [f32], window: &[u32], params: &SamplingParams) {
                 *logit *= params.repetition_penalty;
             }
         }
-        #[expect(clippy::cast_precision_loss, reason = "counts are at most the window size")]
+        #[expect(
+            clippy::cast_precision_loss,
+            reason = "counts are at most the window size"
+        )]
         let count = count as f32;
         *logit -= count * params.frequency_penalty + params.presence_penalty;
     }
@@ -146,7 +149,10 @@ mod tests {
         };
         let first = draw(&params)?;
         assert_eq!(first, draw(&params)?);
-        assert!(first.iter().any(|&token| token != first[0]), "uniform logits vary");
+        assert!(
+            first.iter().any(|&token| token != first[0]),
+            "uniform logits vary"
+        );
         Ok(())
     }
 

@@ -54,8 +54,7 @@ impl StopScanner {
                 (1..stop.len().min(self.pending.len() + 1))
                     .rev()
                     .find(|&length| {
-                        stop.is_char_boundary(length)
-                            && self.pending.ends_with(&stop[..length])
+                        stop.is_char_boundary(length) && self.pending.ends_with(&stop[..length])
                     })
                     .unwrap_or(0)
             })
@@ -97,7 +96,11 @@ mod tests {
             (&[""], &["empty stop ignored"], "empty stop ignored", false),
         ];
         for (stops, pieces, sent, stopped) in cases {
-            assert_eq!(run(stops, pieces), ((*sent).to_owned(), *stopped), "{stops:?} {pieces:?}");
+            assert_eq!(
+                run(stops, pieces),
+                ((*sent).to_owned(), *stopped),
+                "{stops:?} {pieces:?}"
+            );
         }
     }
 

@@ -41,7 +41,9 @@ pub(super) fn generation(
         .iter()
         .map(template_message)
         .collect::<Result<Vec<_>, _>>()?;
-    let prompt = model.prompt(&messages).map_err(|error| invalid(error.to_string()))?;
+    let prompt = model
+        .prompt(&messages)
+        .map_err(|error| invalid(error.to_string()))?;
     let max_tokens = request
         .max_output_tokens()
         .unwrap_or(config.default_max_tokens);
@@ -63,12 +65,20 @@ pub(super) fn generation(
 /// What a local model cannot do is refused as untranslatable, so the gateway tries the next
 /// target (and the client learns why when there is none).
 fn refuse_unsupported(request: &ChatRequest) -> Result<(), ProviderError> {
-    let wants_tools = request.tools.as_ref().is_some_and(|tools| !tools.is_empty())
+    let wants_tools = request
+        .tools
+        .as_ref()
+        .is_some_and(|tools| !tools.is_empty())
         && request.tool_choice.as_ref().and_then(Value::as_str) != Some("none");
     if wants_tools {
         return Err(untranslatable("local models do not call tools"));
     }
-    if request.extra.get("n").and_then(Value::as_u64).is_some_and(|n| n > 1) {
+    if request
+        .extra
+        .get("n")
+        .and_then(Value::as_u64)
+        .is_some_and(|n| n > 1)
+    {
         return Err(untranslatable("local models generate one choice (n = 1)"));
     }
     if request.extra.get("logprobs").and_then(Value::as_bool) == Some(true) {
@@ -80,13 +90,19 @@ fn refuse_unsupported(request: &ChatRequest) -> Result<(), ProviderError> {
         .and_then(|format| format.get("type"))
         .and_then(Value::as_str);
     if matches!(format, Some("json_object" | "json_schema")) {
-        return Err(untranslatable("local models do not constrain output to JSON"));
+        return Err(untranslatable(
+            "local models do not constrain output to JSON",
+        ));
     }
     Ok(())
 }
 
 fn template_message(message: &ChatMessage) -> Result<TemplateMessage, ProviderError> {
-    if message.tool_calls.as_ref().is_some_and(|calls| !calls.is_empty()) {
+    if message
+        .tool_calls
+        .as_ref()
+        .is_some_and(|calls| !calls.is_empty())
+    {
         return Err(untranslatable("local models do not call tools"));
     }
     if let Some(MessageContent::Parts(parts)) = &message.content
@@ -134,7 +150,9 @@ fn sampling(request: &ChatRequest) -> Result<SamplingParams, ProviderError> {
     }
     let top_p = request.top_p.unwrap_or(1.0);
     if !(top_p > 0.0 && top_p <= 1.0) {
-        return Err(invalid("top_p must be greater than 0 and at most 1".to_owned()));
+        return Err(invalid(
+            "top_p must be greater than 0 and at most 1".to_owned(),
+        ));
     }
     let extra = &request.extra;
     let top_k = match extra.get("top_k").filter(|value| !value.is_null()) {
@@ -152,7 +170,10 @@ fn sampling(request: &ChatRequest) -> Result<SamplingParams, ProviderError> {
             .or_else(|| value.as_u64())
             .ok_or_else(|| invalid("seed must be an integer".to_owned()))?,
     };
-    #[expect(clippy::cast_possible_truncation, reason = "penalties are small numbers")]
+    #[expect(
+        clippy::cast_possible_truncation,
+        reason = "penalties are small numbers"
+    )]
     let penalty = |key: &str, range| -> Result<Option<f32>, ProviderError> {
         Ok(extra_number(extra, key, range)?.map(|number| number as f32))
     };
@@ -307,7 +328,8 @@ mod tests {
     use super::*;
 
     fn request(json: Value) -> ChatRequest {
-        let mut body = serde_json::json!({"model": "m", "messages": [{"role": "user", "content": "hi"}]});
+        let mut body =
+            serde_json::json!({"model": "m", "messages": [{"role": "user", "content": "hi"}]});
         if let (Some(body), Some(extra)) = (body.as_object_mut(), json.as_object()) {
             body.extend(extra.clone());
         }
@@ -336,7 +358,11 @@ mod tests {
             serde_json::json!({"presence_penalty": 3}),
             serde_json::json!({"repetition_penalty": 0}),
         ] {
-            assert_eq!(class(sampling(&request(bad.clone()))), Some(ErrorClass::InvalidRequest), "{bad}");
+            assert_eq!(
+                class(sampling(&request(bad.clone()))),
+                Some(ErrorClass::InvalidRequest),
+                "{bad}"
+            );
         }
     }
 
@@ -350,11 +376,23 @@ mod tests {
             serde_json::json!({"messages": [{"role": "user", "content": [{"type": "image_url", "image_url": {"url": "x"}}]}]}),
         ] {
             let request = request(unsupported.clone());
-            let outcome = refuse_unsupported(&request)
-                .and_then(|()| request.messages.iter().map(template_message).collect::<Result<Vec<_>, _>>().map(drop));
-            assert_eq!(outcome.err().map(|error| error.class()), Some(ErrorClass::Permanent), "{unsupported}");
+            let outcome = refuse_unsupported(&request).and_then(|()| {
+                request
+                    .messages
+                    .iter()
+                    .map(template_message)
+                    .collect::<Result<Vec<_>, _>>()
+                    .map(drop)
+            });
+            assert_eq!(
+                outcome.err().map(|error| error.class()),
+                Some(ErrorClass::Permanent),
+                "{unsupported}"
+            );
         }
-        let fine = request(serde_json::json!({"tools": [{"type": "function", "function": {"name": "f"}}], "tool_choice": "none"}));
+        let fine = request(
+            serde_json::json!({"tools": [{"type": "function", "function": {"name": "f"}}], "tool_choice": "none"}),
+        );
         assert!(refuse_unsupported(&fine).is_ok());
     }
 
@@ -372,7 +410,10 @@ mod tests {
         });
         assert_eq!(end[0].choices[0].finish_reason.as_deref(), Some("length"));
         assert!(end[1].choices.is_empty());
-        assert_eq!(end[1].usage.as_ref().map(|usage| usage.total_tokens), Some(10));
+        assert_eq!(
+            end[1].usage.as_ref().map(|usage| usage.total_tokens),
+            Some(10)
+        );
         assert!(end.iter().all(|chunk| chunk.id == opening.id));
     }
 }

@@ -28,7 +28,9 @@ fn adapter(upstream: &MockUpstream) -> std::sync::Arc<dyn ChatModel> {
             default_max_tokens: 1024,
         },
     };
-    landfall_providers::build("test", &config, &landfall_providers::LocalModels::default()).unwrap().chat
+    landfall_providers::build("test", &config, &landfall_providers::LocalModels::default())
+        .unwrap()
+        .chat
 }
 
 #[expect(

@@ -61,13 +61,13 @@ fn provider(base_url: String, proxy_url: &str) -> landfall_providers::Provider {
     landfall_providers::build(
         "test",
         &ProviderConfig {
-        http: HttpSettings {
-            base_url,
-            proxy_url: Some(Secret::new(proxy_url)),
-            ..HttpSettings::default()
+            http: HttpSettings {
+                base_url,
+                proxy_url: Some(Secret::new(proxy_url)),
+                ..HttpSettings::default()
+            },
+            kind: ProviderKind::Openai {},
         },
-        kind: ProviderKind::Openai {},
-    },
         &landfall_providers::LocalModels::default(),
     )
     .unwrap()

@@ -24,7 +24,9 @@ fn local_provider(name: &str, path: &str, extra: &str) -> String {
 
 /// The admin key, and no response cache: every request here must reach the model.
 fn auth() -> String {
-    format!("[auth]\nadmin_key = \"{ADMIN_KEY}\"\nallow_anonymous = true\n[cache]\nenabled = false\n")
+    format!(
+        "[auth]\nadmin_key = \"{ADMIN_KEY}\"\nallow_anonymous = true\n[cache]\nenabled = false\n"
+    )
 }
 
 fn greedy(model: &str, question: &str, max_tokens: u32) -> Value {
@@ -37,7 +39,12 @@ fn greedy(model: &str, question: &str, max_tokens: u32) -> Value {
 }
 
 impl Landfall {
-    async fn local_admin(&self, method: reqwest::Method, path: &str, body: Option<Value>) -> (u16, Value) {
+    async fn local_admin(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<Value>,
+    ) -> (u16, Value) {
         let mut request = self
             .client
             .request(method, self.url(path))
@@ -66,7 +73,10 @@ async fn a_local_model_answers_chat_completions_stream_and_not() {
     assert_eq!(response.status(), 200);
     assert_eq!(header(&response, "x-landfall-target"), "local/smollm2");
     let body: Value = response.json().await.unwrap();
-    let content = body["choices"][0]["message"]["content"].as_str().unwrap().to_owned();
+    let content = body["choices"][0]["message"]["content"]
+        .as_str()
+        .unwrap()
+        .to_owned();
     assert!(content.starts_with("The primary colors are:"), "{content}");
     assert_eq!(body["choices"][0]["finish_reason"], "length");
     assert_eq!(body["usage"]["prompt_tokens"], 35);
@@ -89,7 +99,10 @@ async fn a_local_model_answers_chat_completions_stream_and_not() {
         .iter()
         .filter_map(|chunk| chunk["choices"][0]["delta"]["content"].as_str())
         .collect();
-    assert_eq!(streamed, content, "a stream says what the whole response says");
+    assert_eq!(
+        streamed, content,
+        "a stream says what the whole response says"
+    );
     assert!(chunks.len() > 10, "token by token: {}", chunks.len());
     let usage = &chunks.last().unwrap()["usage"];
     assert_eq!(usage["completion_tokens"], 16);
@@ -101,7 +114,13 @@ async fn a_local_model_answers_chat_completions_stream_and_not() {
     let response = landfall.chat(bad).await;
     assert_eq!(response.status(), 400);
     let body: Value = response.json().await.unwrap();
-    assert!(body["error"]["message"].as_str().unwrap().contains("temperature"), "{body}");
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("temperature"),
+        "{body}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -140,7 +159,9 @@ async fn operators_list_load_unload_and_switch_local_models() {
     let landfall = start(&config).await;
     let get = reqwest::Method::GET;
     let post = reqwest::Method::POST;
-    let (status, list) = landfall.local_admin(get.clone(), "/admin/v1/models", None).await;
+    let (status, list) = landfall
+        .local_admin(get.clone(), "/admin/v1/models", None)
+        .await;
     assert_eq!(status, 200);
     let entry = &list["data"][0];
     assert_eq!(entry["id"], "local");
@@ -150,24 +171,54 @@ async fn operators_list_load_unload_and_switch_local_models() {
     assert_eq!(entry["aliases"], json!(["chat"]));
 
     // Unloaded: requests are refused (503, saying how to load it) until it is loaded again.
-    let (status, entry) = landfall.local_admin(post.clone(), "/admin/v1/models/local/unload", None).await;
+    let (status, entry) = landfall
+        .local_admin(post.clone(), "/admin/v1/models/local/unload", None)
+        .await;
     assert_eq!((status, entry["status"].as_str()), (200, Some("unloaded")));
     let response = landfall.chat(greedy("chat", "hi", 2)).await;
     assert_eq!(response.status(), 503);
     let body: Value = response.json().await.unwrap();
-    assert!(body["error"]["message"].as_str().unwrap().contains("/admin/v1/models/local/load"), "{body}");
-    let (status, entry) = landfall.local_admin(post.clone(), "/admin/v1/models/local/load", None).await;
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("/admin/v1/models/local/load"),
+        "{body}"
+    );
+    let (status, entry) = landfall
+        .local_admin(post.clone(), "/admin/v1/models/local/load", None)
+        .await;
     assert_eq!((status, entry["status"].as_str()), (200, Some("ready")));
     assert_eq!(landfall.chat(greedy("chat", "hi", 2)).await.status(), 200);
 
     // A new model at run time: loaded before it is routed to, with an alias of its name.
     let (status, entry) = landfall
-        .local_admin(reqwest::Method::PUT, "/admin/v1/models/tiny", Some(json!({"path": path, "context_length": 512})))
+        .local_admin(
+            reqwest::Method::PUT,
+            "/admin/v1/models/tiny",
+            Some(json!({"path": path, "context_length": 512})),
+        )
         .await;
     assert_eq!(status, 201, "{entry}");
-    assert_eq!((entry["status"].as_str(), entry["context_length"].as_u64()), (Some("ready"), Some(512)));
-    let models: Value = landfall.client.get(landfall.url("/v1/models")).send().await.unwrap().json().await.unwrap();
-    let ids: Vec<&str> = models["data"].as_array().unwrap().iter().filter_map(|model| model["id"].as_str()).collect();
+    assert_eq!(
+        (entry["status"].as_str(), entry["context_length"].as_u64()),
+        (Some("ready"), Some(512))
+    );
+    let models: Value = landfall
+        .client
+        .get(landfall.url("/v1/models"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let ids: Vec<&str> = models["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|model| model["id"].as_str())
+        .collect();
     assert_eq!(ids, ["chat", "tiny"]);
     let response = landfall.chat(greedy("tiny", "hi", 2)).await;
     assert_eq!(response.status(), 200);
@@ -175,30 +226,62 @@ async fn operators_list_load_unload_and_switch_local_models() {
 
     // Switching a model's file or settings replaces it; bad settings change nothing.
     let (status, entry) = landfall
-        .local_admin(reqwest::Method::PUT, "/admin/v1/models/tiny", Some(json!({"path": path, "context_length": 256})))
+        .local_admin(
+            reqwest::Method::PUT,
+            "/admin/v1/models/tiny",
+            Some(json!({"path": path, "context_length": 256})),
+        )
         .await;
     assert_eq!((status, entry["context_length"].as_u64()), (200, Some(256)));
     let (status, error) = landfall
-        .local_admin(reqwest::Method::PUT, "/admin/v1/models/tiny", Some(json!({"path": "/no/such.gguf"})))
+        .local_admin(
+            reqwest::Method::PUT,
+            "/admin/v1/models/tiny",
+            Some(json!({"path": "/no/such.gguf"})),
+        )
         .await;
     assert_eq!(status, 400, "{error}");
-    assert!(error["error"]["message"].as_str().unwrap().contains("/no/such.gguf"), "{error}");
+    assert!(
+        error["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("/no/such.gguf"),
+        "{error}"
+    );
     let (status, error) = landfall
-        .local_admin(reqwest::Method::PUT, "/admin/v1/models/tiny", Some(json!({"path": path, "colour": 1})))
+        .local_admin(
+            reqwest::Method::PUT,
+            "/admin/v1/models/tiny",
+            Some(json!({"path": path, "colour": 1})),
+        )
         .await;
     assert_eq!(status, 400, "{error}");
-    let (_, entry) = landfall.local_admin(get.clone(), "/admin/v1/models/tiny", None).await;
+    let (_, entry) = landfall
+        .local_admin(get.clone(), "/admin/v1/models/tiny", None)
+        .await;
     assert_eq!(entry["context_length"], 256);
 
     // Removing it; a model other aliases route to cannot be removed.
-    let (status, _) = landfall.local_admin(reqwest::Method::DELETE, "/admin/v1/models/tiny", None).await;
+    let (status, _) = landfall
+        .local_admin(reqwest::Method::DELETE, "/admin/v1/models/tiny", None)
+        .await;
     assert_eq!(status, 200);
-    let (status, _) = landfall.local_admin(get.clone(), "/admin/v1/models/tiny", None).await;
+    let (status, _) = landfall
+        .local_admin(get.clone(), "/admin/v1/models/tiny", None)
+        .await;
     assert_eq!(status, 404);
     assert_eq!(landfall.chat(greedy("tiny", "hi", 2)).await.status(), 404);
-    let (status, error) = landfall.local_admin(reqwest::Method::DELETE, "/admin/v1/models/local", None).await;
+    let (status, error) = landfall
+        .local_admin(reqwest::Method::DELETE, "/admin/v1/models/local", None)
+        .await;
     assert_eq!(status, 409, "{error}");
-    assert!(error["error"]["message"].as_str().unwrap().contains("`chat`"), "{error}");
+    assert!(
+        error["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("`chat`"),
+        "{error}"
+    );
 
     // Not started from a file: nothing to reload.
     let (status, _) = landfall.local_admin(post, "/admin/v1/reload", None).await;
@@ -222,7 +305,11 @@ async fn hot_swap_under_load_fails_no_request() {
     let counter = reloads.clone();
     let (blue, green) = (config_for("blue"), config_for("green"));
     landfall.state.reload_from(Arc::new(move || {
-        let next = if counter.fetch_add(1, Ordering::SeqCst) % 2 == 0 { &green } else { &blue };
+        let next = if counter.fetch_add(1, Ordering::SeqCst).is_multiple_of(2) {
+            &green
+        } else {
+            &blue
+        };
         from_toml(next, &Environment::default())
     }));
 
@@ -241,7 +328,8 @@ async fn hot_swap_under_load_fails_no_request() {
                 let status = response.status().as_u16();
                 let target = header(&response, "x-landfall-target").to_owned();
                 let body = response.text().await.unwrap_or_default();
-                let complete = body.contains("\"finish_reason\":\"length\"") || body.contains("\"finish_reason\":\"stop\"");
+                let complete = body.contains("\"finish_reason\":\"length\"")
+                    || body.contains("\"finish_reason\":\"stop\"");
                 outcomes.push((status, target, complete, body));
             }
             outcomes
@@ -250,7 +338,9 @@ async fn hot_swap_under_load_fails_no_request() {
     let post = reqwest::Method::POST;
     for _ in 0..3 {
         tokio::time::sleep(Duration::from_millis(2_500)).await;
-        let (status, body) = landfall.local_admin(post.clone(), "/admin/v1/reload", None).await;
+        let (status, body) = landfall
+            .local_admin(post.clone(), "/admin/v1/reload", None)
+            .await;
         assert_eq!(status, 200, "{body}");
     }
     tokio::time::sleep(Duration::from_millis(2_500)).await;
@@ -274,8 +364,14 @@ async fn hot_swap_under_load_fails_no_request() {
     // Three swaps: blue → green → blue → green; new requests go to green.
     let response = landfall.chat(greedy("chat", "hi", 2)).await;
     assert_eq!(header(&response, "x-landfall-target"), "green/chat");
-    let (_, list) = landfall.local_admin(reqwest::Method::GET, "/admin/v1/models", None).await;
-    assert_eq!(list["data"].as_array().map(Vec::len), Some(1), "blue was dropped: {list}");
+    let (_, list) = landfall
+        .local_admin(reqwest::Method::GET, "/admin/v1/models", None)
+        .await;
+    assert_eq!(
+        list["data"].as_array().map(Vec::len),
+        Some(1),
+        "blue was dropped: {list}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -289,14 +385,21 @@ async fn a_model_the_hub_cannot_give_says_how_to_point_at_a_file() {
         cache.path()
     );
     let landfall = start(&config).await;
-    let (_, list) = landfall.local_admin(reqwest::Method::GET, "/admin/v1/models", None).await;
-    assert_eq!(list["data"][0]["status"], "idle", "loads on first use: {list}");
+    let (_, list) = landfall
+        .local_admin(reqwest::Method::GET, "/admin/v1/models", None)
+        .await;
+    assert_eq!(
+        list["data"][0]["status"], "idle",
+        "loads on first use: {list}"
+    );
     let response = landfall.chat(greedy("local", "hi", 2)).await;
     assert_eq!(response.status(), 503);
     let body: Value = response.json().await.unwrap();
     let message = body["error"]["message"].as_str().unwrap();
     assert!(message.contains("org/missing-GGUF"), "{message}");
     assert!(message.contains("landfall serve --model"), "{message}");
-    let (_, list) = landfall.local_admin(reqwest::Method::GET, "/admin/v1/models", None).await;
+    let (_, list) = landfall
+        .local_admin(reqwest::Method::GET, "/admin/v1/models", None)
+        .await;
     assert_eq!(list["data"][0]["status"], "failed", "{list}");
 }
