@@ -12,11 +12,13 @@ use landfall_providers::hub::{FileProgress, HubRepo, ProgressFn};
 
 #[derive(Subcommand)]
 pub(crate) enum ModelCommand {
-    /// Fetch a BERT-family embedder or cross-encoder from the Hugging Face Hub into its cache
-    /// (resuming an interrupted download); print the folder it is in.
+    /// Fetch a BERT-family embedder or cross-encoder, or one GGUF chat model file (`--file`),
+    /// from the Hugging Face Hub into its cache (resuming an interrupted download); print the
+    /// folder (or file) it is in.
     #[command(
         after_help = "Examples:\n  landfall models fetch sentence-transformers/all-MiniLM-L6-v2\n  \
                             landfall models fetch BAAI/bge-small-zh-v1.5@main --cache-dir /var/cache/landfall/models\n  \
+                            landfall models fetch bartowski/SmolLM2-135M-Instruct-GGUF --file SmolLM2-135M-Instruct-Q8_0.gguf\n  \
                             HF_ENDPOINT=https://hf-mirror.com landfall models fetch BAAI/bge-base-zh-v1.5\n\n\
                             The cache is the Hub's own layout (shared with Python's huggingface_hub): \
                             --cache-dir, else HF_HUB_CACHE, HF_HOME/hub or ~/.cache/huggingface/hub. \
@@ -31,6 +33,10 @@ pub(crate) enum ModelCommand {
         /// The Hub or a mirror of it (default: HF_ENDPOINT, else https://huggingface.co).
         #[arg(long)]
         endpoint: Option<String>,
+        /// One file of the repository (a GGUF chat model for a `type = "local"` provider's
+        /// `hub_repo` and `file`) instead of an embedder's files.
+        #[arg(long)]
+        file: Option<String>,
     },
 }
 
@@ -40,8 +46,29 @@ pub(crate) fn run(command: ModelCommand) -> anyhow::Result<()> {
         repo,
         cache_dir,
         endpoint,
+        file,
     } = command;
     let cache_dir = cache_dir.unwrap_or_else(landfall_models::default_cache_dir);
+    if let Some(file) = file {
+        let (repo_id, revision) = repo.split_once('@').unwrap_or((&repo, "main"));
+        let path = match landfall_models::cached_file(&cache_dir, repo_id, revision, &file) {
+            Some(path) => path,
+            None => {
+                let runtime = tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                    .context("cannot start the async runtime")?;
+                let repo = HubRepo {
+                    repo_id,
+                    revision,
+                    cache_dir: &cache_dir,
+                };
+                runtime.block_on(fetch_file(&repo, &file, endpoint.as_deref()))?
+            }
+        };
+        println!("{}", path.display());
+        return Ok(());
+    }
     let dir = match landfall_models::locate(&repo, &cache_dir)? {
         ModelSource::Folder(dir) => dir,
         ModelSource::Hub { repo_id, revision } => {
@@ -75,6 +102,33 @@ async fn fetch(
     let dir = landfall_server::fetch_model(&repo, endpoint, &progress).await;
     bars.finish();
     Ok(dir?)
+}
+
+/// One file of `repo`, with a progress bar; returns its path in the snapshot.
+async fn fetch_file(
+    repo: &HubRepo<'_>,
+    file: &str,
+    endpoint: Option<&str>,
+) -> anyhow::Result<PathBuf> {
+    let hub = landfall_providers::hub::HubClient::from_env(endpoint)?;
+    let bars = Bars::default();
+    let progress: ProgressFn = {
+        let bars = bars.clone();
+        Arc::new(move |progress: &FileProgress| bars.update(progress))
+    };
+    let fetched = hub.fetch_file(repo, file, Some(&progress)).await;
+    bars.finish();
+    let failed = || {
+        format!(
+            "could not fetch {file} from `{}` on the Hugging Face Hub at {}",
+            repo.repo_id,
+            hub.endpoint()
+        )
+    };
+    match fetched.with_context(failed)? {
+        Some(snapshot) => Ok(snapshot.join(file)),
+        None => anyhow::bail!("`{}` has no file {file}", repo.repo_id),
+    }
 }
 
 /// One progress bar per file, on stderr.

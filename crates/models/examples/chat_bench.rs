@@ -106,6 +106,7 @@ fn main() -> anyhow::Result<()> {
     };
     let model = LocalChatModel::load(&PathBuf::from(&model_path), &options)?;
     let load_seconds = load_started.elapsed().as_secs_f64();
+    let loaded_rss_mib = peak_rss_mib();
 
     let prefill_prompt = model.prompt(&user(&tasks.prefill))?;
     let generate_prompt = model.prompt(&user(&tasks.generate))?;
@@ -133,6 +134,7 @@ fn main() -> anyhow::Result<()> {
         "generated_tokens": generated,
         "generate_tokens_per_second": median(decode),
         "peak_rss_mib": peak_rss_mib(),
+        "peak_rss_after_load_mib": loaded_rss_mib,
         "greedy": outputs,
         "quantization": model.info().quantization,
         "converted_to": model.info().converted_to,

@@ -247,3 +247,112 @@ grounding_instructions = "Answer as a pharmacist. Cite sources as [n]."
         Some("Answer as a pharmacist. Cite sources as [n].")
     );
 }
+
+#[test]
+fn local_providers_take_a_file_or_a_hub_file_and_no_http_keys() {
+    let file = std::env::temp_dir().join("landfall-config-test-model.gguf");
+    std::fs::write(&file, b"GGUF").unwrap();
+    let text = format!(
+        r#"
+[providers.file]
+type = "local"
+path = {file:?}
+context_length = 2048
+
+[providers.hub]
+type = "local"
+hub_repo = "org/name@v1"
+file = "model.gguf"
+preload = false
+
+[models.chat]
+targets = [{{ provider = "file" }}, {{ provider = "hub", priority = 1 }}]
+"#
+    );
+    let config = from_toml(&text, &Environment::default()).unwrap();
+    let ProviderKind::Local(local) = &config.providers["file"].kind else {
+        panic!("not local");
+    };
+    assert_eq!(
+        (local.context_length, local.queue_size, local.preload),
+        (Some(2048), 16, true)
+    );
+    assert!(local.convert_slow_weights);
+    assert_eq!(
+        crate::LocalModelConfig::source(match &config.providers["hub"].kind {
+            ProviderKind::Local(local) => local,
+            _ => panic!("not local"),
+        }),
+        "hub:org/name@v1/model.gguf"
+    );
+
+    let bad = r#"
+[providers.none]
+type = "local"
+
+[providers.both]
+type = "local"
+path = "/no/such.gguf"
+hub_repo = "org/name"
+file = "x.gguf"
+
+[providers.missing]
+type = "local"
+path = "/no/such.gguf"
+base_url = "http://127.0.0.1:1/v1"
+
+[providers.repo]
+type = "local"
+hub_repo = "just-a-name"
+file = "weights.bin"
+queue_size = 0
+"#;
+    let errors = from_toml(bad, &Environment::default()).unwrap_err();
+    let paths: Vec<&str> = errors.0.iter().map(|error| error.path.as_str()).collect();
+    assert_eq!(
+        paths,
+        [
+            "providers.both.path",
+            "providers.missing.path",
+            "providers.missing.base_url",
+            "providers.none.path",
+            "providers.repo.hub_repo",
+            "providers.repo.file",
+            "providers.repo.queue_size",
+        ],
+        "{errors}"
+    );
+    assert!(
+        errors.to_string().contains("/no/such.gguf is not a file"),
+        "{errors}"
+    );
+}
+
+#[test]
+fn the_default_local_model_is_added_only_when_no_provider_is_configured() {
+    use crate::{DEFAULT_LOCAL_NAME, LocalModelConfig};
+    let mut empty = from_toml("", &Environment::default()).unwrap();
+    assert!(empty.add_default_local_model(LocalModelConfig::default_model(None), false));
+    assert_eq!(
+        empty.models[DEFAULT_LOCAL_NAME].targets[0].provider,
+        DEFAULT_LOCAL_NAME
+    );
+    let ProviderKind::Local(model) = &empty.providers[DEFAULT_LOCAL_NAME].kind else {
+        panic!("not local");
+    };
+    assert_eq!(
+        model.source(),
+        "hub:bartowski/SmolLM2-135M-Instruct-GGUF/SmolLM2-135M-Instruct-Q8_0.gguf"
+    );
+    assert!(!model.preload, "fetched on first use, not at start");
+
+    let mut configured = from_toml(VALID, &environment()).unwrap();
+    assert!(!configured.add_default_local_model(LocalModelConfig::default_model(None), false));
+    let explicit = LocalModelConfig::default_model(Some("/models/m.gguf".into()));
+    assert!(explicit.preload);
+    assert!(
+        configured.add_default_local_model(explicit, true),
+        "--model adds it anyway"
+    );
+    assert_eq!(configured.providers.len(), 3);
+}

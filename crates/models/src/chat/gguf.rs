@@ -9,8 +9,8 @@ use std::path::{Path, PathBuf};
 use candle_core::quantized::gguf_file::{self, Content, Value};
 use candle_core::quantized::{GgmlDType, QTensor};
 use candle_core::{Device, Tensor};
-use rayon::iter::{IntoParallelIterator, ParallelIterator};
 use candle_transformers::models::{quantized_llama, quantized_qwen2, quantized_qwen3};
+use rayon::iter::{IntoParallelIterator, ParallelIterator};
 use tokenizers::SplitDelimiterBehavior;
 use tokenizers::decoders::byte_level::ByteLevel as ByteLevelDecoder;
 use tokenizers::models::bpe::{BPE, Vocab};
@@ -163,7 +163,7 @@ pub(crate) fn read(
     } else {
         (content, Reader::File(reader))
     };
-    let converted_to = matches!(reader, Reader::Memory(_)).then(|| "Q8_0".to_owned());
+    let converted_to = matches!(reader, Reader::Converted(_)).then(|| "Q8_0".to_owned());
     let weights = match architecture.as_str() {
         "llama" => quantized_llama::ModelWeights::from_gguf(content, &mut reader, &device)
             .map(Weights::Llama),
@@ -203,8 +203,8 @@ pub(crate) fn read(
 /// several times faster converted to Q8_0, which holds them with less rounding than they had.
 const SLOW_TYPES: [GgmlDType; 3] = [GgmlDType::Q4_1, GgmlDType::Q5_0, GgmlDType::Q5_1];
 
-/// The file as read, or, when it has weights of a [`SLOW_TYPES`] type, an in-memory GGUF with
-/// those converted to Q8_0 (about twice their memory).
+/// The file as read, or, when it has weights of a [`SLOW_TYPES`] type, a GGUF with those
+/// converted to Q8_0 (about twice their memory).
 fn requantized(
     content: Content,
     mut reader: BufReader<File>,
@@ -250,25 +250,51 @@ fn requantized(
         .iter()
         .map(|(name, tensor)| (name.as_str(), tensor))
         .collect();
-    let mut buffer = std::io::Cursor::new(Vec::new());
-    gguf_file::write(&mut buffer, &metadata, &tensor_refs).map_err(failed)?;
+    // Written to an unlinked temporary file rather than memory: the converted weights would
+    // otherwise be in memory twice while the model reads them.
+    let scratch = std::env::temp_dir().join(format!(
+        "landfall-q8_0-{}-{}.gguf",
+        std::process::id(),
+        SCRATCH.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+    ));
+    let io = |source| ModelError::Io {
+        path: scratch.clone(),
+        source,
+    };
+    let mut file = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create_new(true)
+        .open(&scratch)
+        .map_err(io)?;
+    let _ = std::fs::remove_file(&scratch);
+    {
+        let mut writer = std::io::BufWriter::new(&mut file);
+        gguf_file::write(&mut writer, &metadata, &tensor_refs).map_err(failed)?;
+        std::io::Write::flush(&mut writer).map_err(io)?;
+    }
+    drop(tensor_refs);
     drop(tensors);
-    buffer.set_position(0);
-    let converted = Content::read(&mut buffer).map_err(failed)?;
-    Ok((converted, Reader::Memory(buffer)))
+    let mut reader = BufReader::new(file);
+    std::io::Seek::rewind(&mut reader).map_err(io)?;
+    let converted = Content::read(&mut reader).map_err(failed)?;
+    Ok((converted, Reader::Converted(reader)))
 }
 
-/// Where the weights are read from: the file, or a converted copy in memory.
+/// Numbers the scratch files of conversions running at once.
+static SCRATCH: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
+/// Where the weights are read from: the file, or a converted copy.
 enum Reader {
     File(BufReader<File>),
-    Memory(std::io::Cursor<Vec<u8>>),
+    /// The converted copy, in an unlinked temporary file.
+    Converted(BufReader<File>),
 }
 
 impl std::io::Read for Reader {
     fn read(&mut self, buffer: &mut [u8]) -> std::io::Result<usize> {
         match self {
-            Self::File(file) => file.read(buffer),
-            Self::Memory(memory) => memory.read(buffer),
+            Self::File(file) | Self::Converted(file) => file.read(buffer),
         }
     }
 }
@@ -276,8 +302,7 @@ impl std::io::Read for Reader {
 impl std::io::Seek for Reader {
     fn seek(&mut self, position: std::io::SeekFrom) -> std::io::Result<u64> {
         match self {
-            Self::File(file) => file.seek(position),
-            Self::Memory(memory) => memory.seek(position),
+            Self::File(file) | Self::Converted(file) => file.seek(position),
         }
     }
 }

@@ -166,8 +166,15 @@ fn assert_greedy_matches(
         let first = drain(model.generate(prompt.clone(), greedy(16))?);
         assert!(first.error.is_none(), "{:?}", first.error);
         // A stream holds back a character's first bytes until its last arrive.
-        let expected = model.detokenize(reference)?.trim_end_matches('\u{fffd}').to_owned();
-        assert_eq!(first.text(), expected, "llama.cpp's first 16 greedy tokens for {question:?}");
+        let expected = model
+            .detokenize(reference)?
+            .trim_end_matches('\u{fffd}')
+            .to_owned();
+        assert_eq!(
+            first.text(),
+            expected,
+            "llama.cpp's first 16 greedy tokens for {question:?}"
+        );
         assert_eq!(first.finish, Some((FinishReason::Length, prompt.len(), 16)));
         let second = drain(model.generate(prompt, greedy(16))?);
         assert_eq!(first.pieces, second.pieces, "same pieces, same boundaries");
