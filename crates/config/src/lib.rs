@@ -6,6 +6,7 @@
 
 mod environment;
 mod governance;
+mod guardrails;
 mod knowledge;
 mod local;
 mod model;
@@ -19,6 +20,9 @@ pub use environment::Environment;
 pub use governance::{
     AccountingConfig, AuthConfig, CacheConfig, CacheMode, KvBackend, LimitsConfig, MetadataBackend,
     OnBackendError, Price, ShedPolicy, SheddingConfig, StorageConfig,
+};
+pub use guardrails::{
+    Action, GuardrailsConfig, MatcherSpec, PiiKind, PolicySpec, RuleSpec, Severity, Stage,
 };
 pub use knowledge::{
     ChunkingConfig, EmbedderConfig, Fusion, KnowledgeConfig, RerankerConfig, SearchConfig,

@@ -30,6 +30,7 @@ pub struct Config {
     pub audit: AuditConfig,
     pub telemetry: TelemetryConfig,
     pub knowledge: crate::KnowledgeConfig,
+    pub guardrails: crate::GuardrailsConfig,
 }
 
 #[derive(Debug, Clone, Deserialize)]

@@ -12,7 +12,7 @@ use crate::{
     MetricsConfig, ModelConfig, ProviderConfig, ProviderKind, RoutingConfig, ServerConfig,
     SheddingConfig, StorageConfig, TelemetryConfig,
 };
-use crate::{EmbedderConfig, KnowledgeConfig, RerankerConfig, VectorIndexConfig};
+use crate::{EmbedderConfig, GuardrailsConfig, KnowledgeConfig, RerankerConfig, VectorIndexConfig};
 
 const SECTIONS: &[&str] = &[
     "server",
@@ -29,6 +29,7 @@ const SECTIONS: &[&str] = &[
     "audit",
     "telemetry",
     "knowledge",
+    "guardrails",
 ];
 
 #[derive(Default)]
@@ -74,6 +75,8 @@ pub(crate) fn validate(
         section(&mut table, "telemetry", &mut errors).unwrap_or_default();
     let mut knowledge: KnowledgeConfig =
         section(&mut table, "knowledge", &mut errors).unwrap_or_default();
+    let guardrails: GuardrailsConfig =
+        section(&mut table, "guardrails", &mut errors).unwrap_or_default();
 
     check_auth(&mut auth, environment, &mut errors);
     check_storage(&mut storage, environment, &mut errors);
@@ -82,6 +85,7 @@ pub(crate) fn validate(
     check_observability(&metrics, &audit, &telemetry, &auth, &mut errors);
     check_routing(&routing, &mut errors);
     check_knowledge(&mut knowledge, &models, environment, &mut errors);
+    check_guardrails(&guardrails, &models, &mut errors);
     for (name, provider) in &mut providers {
         check_provider(name, provider, environment, &mut errors);
     }
@@ -105,6 +109,7 @@ pub(crate) fn validate(
             audit,
             telemetry,
             knowledge,
+            guardrails,
         })
     } else {
         Err(ConfigErrors(errors.0))
@@ -512,6 +517,26 @@ fn check_knowledge(
         && let Err(message) = key.resolve(environment)
     {
         errors.push("knowledge.vector_index.api_key", message);
+    }
+}
+
+fn check_guardrails(
+    guardrails: &GuardrailsConfig,
+    models: &BTreeMap<String, ModelConfig>,
+    errors: &mut Errors,
+) {
+    for (path, message) in guardrails.problems() {
+        errors.push(path, message);
+    }
+    for (index, policy) in guardrails.policies.iter().enumerate() {
+        for (position, model) in policy.models.iter().enumerate() {
+            if !models.contains_key(model) {
+                errors.push(
+                    format!("guardrails.policies[{index}].models[{position}]"),
+                    format!("no model alias `{model}` in [models]"),
+                );
+            }
+        }
     }
 }
 
