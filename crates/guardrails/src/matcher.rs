@@ -203,7 +203,7 @@ impl Leaf {
         folded: &mut Folded,
     ) {
         match self {
-            Self::Words(words) => words.find(window, folded, &mut state.spans),
+            Self::Words(words) => words.find(window, &mut state.spans),
             Self::Regex { regex, max_bytes } => {
                 let start = window.from.max(state.resume[0]);
                 state.resume[0] = find_regex(regex, *max_bytes, window, start, 0, &mut state.spans);

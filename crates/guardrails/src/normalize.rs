@@ -68,7 +68,13 @@ fn offset(index: usize) -> u32 {
 
 /// Folds one non-ASCII character; `None` for separators (anything that is neither a letter
 /// nor a digit: spaces, punctuation, symbols, zero-width characters, emoji).
+#[inline]
 pub(crate) fn fold(character: char) -> Option<char> {
+    if character.is_ascii() {
+        return character
+            .is_ascii_alphanumeric()
+            .then(|| character.to_ascii_lowercase());
+    }
     let code = u32::from(character);
     // Full-width ASCII forms (U+FF01–U+FF5E) are their ASCII characters shifted.
     if (0xFF01..=0xFF5E).contains(&code) {
@@ -76,11 +82,6 @@ pub(crate) fn fold(character: char) -> Option<char> {
         return ascii
             .is_ascii_alphanumeric()
             .then(|| ascii.to_ascii_lowercase());
-    }
-    if character.is_ascii() {
-        return character
-            .is_ascii_alphanumeric()
-            .then(|| character.to_ascii_lowercase());
     }
     if let Some(simplified) = simplified(character) {
         return Some(simplified);
