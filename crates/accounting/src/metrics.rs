@@ -105,6 +105,14 @@ struct CacheLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct RuleLabels {
+    rule: String,
+    action: &'static str,
+    stage: &'static str,
+    dry_run: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct RejectionLabels {
     reason: &'static str,
     tenant: String,
@@ -174,6 +182,7 @@ pub(crate) struct Finished<'a> {
     pub upstream_usage: bool,
     pub cache: Option<&'static str>,
     pub rejection: Option<&'static str>,
+    pub rules: &'a [crate::RuleHit],
 }
 
 /// Every metric Landfall exports.
@@ -196,6 +205,7 @@ pub struct Metrics {
     cost: Family<CostLabels, Counter>,
     cache: Family<CacheLabels, Counter>,
     rejections: Family<RejectionLabels, Counter>,
+    rule_hits: Family<RuleLabels, Counter>,
     attempts: Family<AttemptLabels, Counter>,
     retries: Family<TargetLabels, Counter>,
     fallbacks: Family<FallbackLabels, Counter>,
@@ -229,6 +239,7 @@ impl Metrics {
             cost: Family::default(),
             cache: Family::default(),
             rejections: Family::default(),
+            rule_hits: Family::default(),
             attempts: Family::default(),
             retries: Family::default(),
             fallbacks: Family::default(),
@@ -309,6 +320,11 @@ impl Metrics {
             self.rejections.clone(),
         );
         registry.register(
+            "landfall_guardrail_hits",
+            "Guardrail rules that fired, by rule, action, stage and whether they only reported",
+            self.rule_hits.clone(),
+        );
+        registry.register(
             "landfall_upstream_attempts",
             "Upstream calls by outcome (ok or the failure's class)",
             self.attempts.clone(),
@@ -387,6 +403,16 @@ impl Metrics {
                 tenant: finished.tenant.to_owned(),
             })
             .inc();
+        for hit in finished.rules {
+            self.rule_hits
+                .get_or_create(&RuleLabels {
+                    rule: hit.rule.clone(),
+                    action: hit.action,
+                    stage: hit.stage,
+                    dry_run: if hit.dry_run { "true" } else { "false" },
+                })
+                .inc();
+        }
         if let Some(reason) = finished.rejection {
             self.rejections
                 .get_or_create(&RejectionLabels {

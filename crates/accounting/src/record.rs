@@ -31,12 +31,29 @@ pub(crate) struct RequestFields<'a> {
     pub shed_max_tokens: Option<u64>,
     pub usage: UsageFields<'a>,
     pub latency_us: LatencyFields,
-    /// Rule actions arrive with guardrails; the field is there so readers can rely on it.
-    pub rules: [(); 0],
+    /// Guardrail rules that fired, in rule order.
+    pub rules: &'a [RuleHit],
     #[serde(skip_serializing_if = "Option::is_none")]
     pub request_body: Option<&'a Value>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub response_body: Option<ResponseBody>,
+}
+
+/// A guardrail rule that fired on a request: which, what it did, where. Never the text.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct RuleHit {
+    pub rule: String,
+    /// `block`, `mask`, `warn` or `review`.
+    pub action: &'static str,
+    /// `input`, `output`, `retrieved` or `tool`.
+    pub stage: &'static str,
+    pub severity: &'static str,
+    /// It only reported (a dry-run policy).
+    pub dry_run: bool,
+    pub matches: usize,
+    /// Kinds of personal data, injection pattern ids, a schema violation.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub details: Vec<String>,
 }
 
 #[derive(Serialize)]

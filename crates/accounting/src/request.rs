@@ -11,7 +11,7 @@ use serde_json::{Value, json};
 
 use crate::Shared;
 use crate::metrics::Finished;
-use crate::record::{LatencyFields, RequestFields, ResponseBody, UsageFields};
+use crate::record::{LatencyFields, RequestFields, ResponseBody, RuleHit, UsageFields};
 
 /// nginx's status for a request whose client went away before the response: no response was
 /// sent, so no real status applies.
@@ -93,6 +93,7 @@ struct Details {
     request_body: Option<Value>,
     response_body: Option<String>,
     response_truncated: bool,
+    rules: Vec<RuleHit>,
     finished: bool,
 }
 
@@ -202,6 +203,22 @@ impl RequestLog {
     /// The settled usage of a whole (non-stream) response.
     pub fn usage(&self, usage: TokenUsage) {
         self.details().usage = usage;
+    }
+
+    /// Guardrail rules that fired (added to those already recorded; a rule that fired at
+    /// several stages is recorded per stage).
+    pub fn rule_hits(&self, hits: impl IntoIterator<Item = RuleHit>) {
+        let mut details = self.details();
+        for hit in hits {
+            match details
+                .rules
+                .iter_mut()
+                .find(|known| known.rule == hit.rule && known.stage == hit.stage)
+            {
+                Some(known) => *known = hit,
+                None => details.rules.push(hit),
+            }
+        }
     }
 
     /// Whether this tenant's bodies are kept.
@@ -343,7 +360,7 @@ impl Record {
                 overhead: overhead(details).map(micros),
                 time_to_first_token: details.first_output.map(micros),
             },
-            rules: [],
+            rules: &details.rules,
             request_body: details.request_body.as_ref(),
             response_body,
         };
@@ -445,5 +462,6 @@ fn finished<'a>(
         upstream_usage: details.upstream.is_some() && details.cache != Some("hit"),
         cache: details.cache,
         rejection: details.failure.and_then(|failure| failure.rejection),
+        rules: &details.rules,
     }
 }

@@ -207,6 +207,15 @@ impl Selection {
             .any(|(index, _)| self.engine.rule(*index).runs_at(stage))
     }
 
+    /// Whether a live rule may hold the answer for review (such answers are not cached).
+    #[must_use]
+    pub fn may_review(&self) -> bool {
+        self.rules.iter().any(|(index, dry_run)| {
+            let rule = self.engine.rule(*index);
+            !dry_run && rule.spec.action == Action::Review && rule.runs_at(Stage::Output)
+        })
+    }
+
     /// Checks a whole text at `stage`.
     #[must_use]
     pub fn check(&self, stage: Stage, text: &str) -> Verdict {

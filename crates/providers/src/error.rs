@@ -35,6 +35,10 @@ pub enum ProviderError {
     /// its context, bad sampling parameters, a model that is not loaded.
     #[error("{message}")]
     Local { class: ErrorClass, message: String },
+    /// The answer was stopped on this side after it began (a guardrail blocked it); `code`
+    /// and `message` are for the client.
+    #[error("{message}")]
+    Stopped { code: &'static str, message: String },
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -68,6 +72,7 @@ impl ProviderError {
             | Self::StreamBroken { .. }
             | Self::StreamError { .. } => ErrorClass::Transient,
             Self::Unsupported { .. } | Self::Untranslatable { .. } => ErrorClass::Permanent,
+            Self::Stopped { .. } => ErrorClass::InvalidRequest,
         }
     }
 

@@ -13,7 +13,7 @@ use serde::de::DeserializeOwned;
 
 use crate::extract::JsonBody;
 use crate::routes::json_response;
-use crate::{ApiError, AppState, audit, auth, model_admin, observe};
+use crate::{ApiError, AppState, audit, auth, guardrail_admin, model_admin, observe, reviews};
 
 pub(crate) fn router(state: AppState) -> Router<AppState> {
     Router::new()
@@ -40,6 +40,28 @@ pub(crate) fn router(state: AppState) -> Router<AppState> {
         .route("/models/{name}/load", post(model_admin::load))
         .route("/models/{name}/unload", post(model_admin::unload))
         .route("/reload", post(model_admin::reload))
+        .route("/reviews", get(reviews::list))
+        .route("/reviews/{id}", get(reviews::get))
+        .route("/reviews/{id}/approve", post(reviews::approve))
+        .route("/reviews/{id}/reject", post(reviews::reject))
+        .route(
+            "/guardrails",
+            get(guardrail_admin::show).put(guardrail_admin::replace),
+        )
+        .route("/guardrails/versions", get(guardrail_admin::versions))
+        .route("/guardrails/check", post(guardrail_admin::check))
+        .route(
+            "/guardrails/rules/{id}",
+            get(guardrail_admin::get_rule)
+                .put(guardrail_admin::put_rule)
+                .delete(guardrail_admin::delete_rule),
+        )
+        .route(
+            "/guardrails/policies/{id}",
+            get(guardrail_admin::get_policy)
+                .put(guardrail_admin::put_policy)
+                .delete(guardrail_admin::delete_policy),
+        )
         .route_layer(axum::middleware::from_fn_with_state(
             state.clone(),
             auth::require_admin,

@@ -56,6 +56,37 @@ pub enum ApiError {
     Swap(Box<crate::SwapError>),
     /// Knowledge bases are switched off (`knowledge.enabled = false`).
     KnowledgeDisabled,
+    /// A guardrail rule blocked the request's input (`output` false) or its answer.
+    Blocked {
+        output: bool,
+        rule: String,
+        message: String,
+    },
+    /// No review has this id for the caller.
+    ReviewNotFound {
+        id: String,
+    },
+    /// The review was already decided.
+    ReviewDecided {
+        id: String,
+        status: &'static str,
+    },
+    /// Guardrail rules that do not compile, or a stale version (admin changes).
+    InvalidRules {
+        problems: String,
+    },
+    /// No operator rule or policy has this id.
+    RuleNotFound {
+        kind: &'static str,
+        id: String,
+    },
+    Storage(Box<landfall_storage::StoreError>),
+}
+
+impl From<landfall_storage::StoreError> for ApiError {
+    fn from(error: landfall_storage::StoreError) -> Self {
+        Self::Storage(Box::new(error))
+    }
 }
 
 impl From<KnowledgeError> for ApiError {
@@ -216,6 +247,82 @@ impl ApiError {
                 Some("knowledge_disabled"),
                 "knowledge bases are switched off on this server (knowledge.enabled)".to_owned(),
             ),
+            Self::Blocked {
+                output,
+                rule,
+                message,
+            } => {
+                let code = if output {
+                    "output_blocked"
+                } else {
+                    "content_blocked"
+                };
+                let mut mapped = mapped(StatusCode::BAD_REQUEST, INVALID, Some(code), message);
+                mapped
+                    .headers
+                    .push((crate::GUARDRAILS_HEADER, format!("{rule}=block")));
+                mapped.rejection = Some("guardrail");
+                mapped
+            }
+            Self::ReviewNotFound { id } => mapped(
+                StatusCode::NOT_FOUND,
+                INVALID,
+                Some("review_not_found"),
+                format!("no review `{id}`"),
+            ),
+            Self::ReviewDecided { id, status } => mapped(
+                StatusCode::CONFLICT,
+                INVALID,
+                Some("review_decided"),
+                format!("review `{id}` is already {status}"),
+            ),
+            Self::InvalidRules { problems } => mapped(
+                StatusCode::BAD_REQUEST,
+                INVALID,
+                Some("invalid_rules"),
+                problems,
+            ),
+            Self::RuleNotFound { kind, id } => mapped(
+                StatusCode::NOT_FOUND,
+                INVALID,
+                Some("not_found"),
+                format!(
+                    "no operator {kind} has id `{id}` (rules from the configuration file are changed there)"
+                ),
+            ),
+            Self::Storage(error) => match *error {
+                landfall_storage::StoreError::Unavailable(message) => {
+                    tracing::error!(%message, "metadata store unavailable");
+                    mapped(
+                        StatusCode::SERVICE_UNAVAILABLE,
+                        "server_error",
+                        Some("store_unavailable"),
+                        "the metadata store is unavailable; retry later".to_owned(),
+                    )
+                }
+                landfall_storage::StoreError::Conflict { entity, id } => mapped(
+                    StatusCode::CONFLICT,
+                    INVALID,
+                    Some("conflict"),
+                    format!("{entity} `{id}` was changed concurrently; read it again and retry"),
+                ),
+                landfall_storage::StoreError::NotFound { entity, id } => mapped(
+                    StatusCode::NOT_FOUND,
+                    INVALID,
+                    Some("not_found"),
+                    format!("{entity} `{id}` does not exist"),
+                ),
+                error @ (landfall_storage::StoreError::Corrupt { .. }
+                | landfall_storage::StoreError::Database(_)) => {
+                    tracing::error!(%error, "metadata store error");
+                    mapped(
+                        StatusCode::INTERNAL_SERVER_ERROR,
+                        "server_error",
+                        Some("internal_error"),
+                        "the server failed; the details are in its log".to_owned(),
+                    )
+                }
+            },
         }
     }
 }
@@ -526,6 +633,9 @@ fn upstream_error(error: ProviderError) -> Mapped {
                 ProviderError::Local { message, .. } => {
                     (StatusCode::SERVICE_UNAVAILABLE, message.clone())
                 }
+                ProviderError::Stopped { message, .. } => {
+                    (StatusCode::BAD_REQUEST, message.clone())
+                }
             };
             mapped(status, "upstream_error", Some("upstream_error"), message)
         }
@@ -537,13 +647,24 @@ fn client_message(error: &ProviderError) -> String {
     match error {
         ProviderError::Status { message, .. }
         | ProviderError::Untranslatable { message }
-        | ProviderError::Local { message, .. } => message.clone(),
+        | ProviderError::Local { message, .. }
+        | ProviderError::Stopped { message, .. } => message.clone(),
         other => other.to_string(),
     }
 }
 
 /// The body of the `error` event that ends a stream which failed after it began.
 pub(crate) fn stream_error_body(error: ProviderError) -> ErrorBody {
+    if let ProviderError::Stopped { code, message } = error {
+        return ErrorBody {
+            error: ErrorDetail {
+                message,
+                kind: INVALID,
+                param: None,
+                code: Some(code),
+            },
+        };
+    }
     ErrorBody {
         error: upstream_error(error).detail,
     }

@@ -9,8 +9,11 @@ mod audit;
 mod auth;
 mod error;
 mod extract;
+mod guard;
+mod guardrail_admin;
 mod knowledge;
 mod model_admin;
+mod reviews;
 
 pub use knowledge::{fetch_model, open as open_knowledge};
 mod observe;
@@ -36,6 +39,7 @@ use landfall_knowledge::Knowledge;
 use landfall_storage::AuditLog;
 
 pub use error::ApiError;
+pub use guard::{GUARDRAILS_HEADER, REVIEW_HEADER};
 pub use observe::{REQUEST_ID_HEADER, TraceContext};
 
 /// Response header naming the `provider/model` that served a request.
@@ -69,6 +73,13 @@ struct Inner {
     knowledge_search: landfall_config::SearchConfig,
     /// Largest `/v1/files` body: the file limit plus room for the multipart envelope.
     upload_limit: usize,
+    /// The compiled rule set, swapped whole when operators change it.
+    guardrails: std::sync::RwLock<Arc<landfall_guardrails::Guardrails>>,
+    /// The configuration file's rules; operators' rules are added to them.
+    guardrail_base: landfall_config::GuardrailsConfig,
+    /// The operators' rules and their version, changed one at a time.
+    guardrail_operator: tokio::sync::Mutex<guardrail_admin::OperatorRules>,
+    guardrail_store: std::sync::OnceLock<Arc<dyn landfall_storage::GuardrailStore>>,
 }
 
 /// Why the server's state could not be built.
@@ -84,6 +95,10 @@ pub enum StartError {
     Knowledge(#[from] landfall_knowledge::KnowledgeError),
     #[error(transparent)]
     Models(#[from] SwapError),
+    #[error("guardrails: {0}")]
+    Guardrails(#[from] landfall_guardrails::GuardrailsError),
+    #[error("guardrails: cannot read the saved rule set: {0}")]
+    GuardrailStore(#[from] landfall_storage::StoreError),
 }
 
 impl AppState {
@@ -103,6 +118,7 @@ impl AppState {
         let locals = landfall_providers::LocalModels::default();
         let gateway = Gateway::build(config, accounting.metrics(), &locals)?;
         let routes = swap::Routes::new(config.clone(), gateway, locals);
+        let guardrails = landfall_guardrails::Guardrails::compile(&config.guardrails, 0)?;
         Ok(Self {
             inner: Arc::new(Inner {
                 routes: std::sync::RwLock::new(Arc::new(routes)),
@@ -119,6 +135,12 @@ impl AppState {
                 upload_limit: usize::try_from(config.knowledge.max_file_bytes)
                     .unwrap_or(usize::MAX)
                     .saturating_add(1 << 20),
+                guardrails: std::sync::RwLock::new(Arc::new(guardrails)),
+                guardrail_base: config.guardrails.clone(),
+                guardrail_operator: tokio::sync::Mutex::new(
+                    guardrail_admin::OperatorRules::default(),
+                ),
+                guardrail_store: std::sync::OnceLock::new(),
             }),
         })
     }
@@ -131,6 +153,9 @@ impl AppState {
         let store = landfall_governance::open_store(config).await?;
         let governance = Governance::start_with_store(config, store.clone()).await?;
         let state = Self::new(config, governance, store.clone())?;
+        state
+            .use_guardrail_store(store.clone() as Arc<dyn landfall_storage::GuardrailStore>)
+            .await?;
         state.preload_local_models().await?;
         if config.knowledge.enabled {
             let rewriter = config.knowledge.search.rewrite_model.clone().map(|model| {
@@ -199,6 +224,35 @@ impl AppState {
     #[must_use]
     pub fn gateway(&self) -> Arc<Gateway> {
         self.routes().gateway.clone()
+    }
+
+    /// The rule set new requests are checked by.
+    #[must_use]
+    pub fn guardrails(&self) -> Arc<landfall_guardrails::Guardrails> {
+        self.inner
+            .guardrails
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone()
+    }
+
+    pub(crate) fn guardrail_store(&self) -> Option<&dyn landfall_storage::GuardrailStore> {
+        self.inner.guardrail_store.get().map(Arc::as_ref)
+    }
+
+    /// Keeps the review queue and operators' rule versions in `store`, applies the newest
+    /// saved rule set, and follows versions other replicas save (checked every 5 s).
+    ///
+    /// # Errors
+    /// When the saved rule set cannot be read or no longer compiles.
+    pub async fn use_guardrail_store(
+        &self,
+        store: Arc<dyn landfall_storage::GuardrailStore>,
+    ) -> Result<(), StartError> {
+        let _ = self.inner.guardrail_store.set(store);
+        guardrail_admin::load_saved(self).await?;
+        guardrail_admin::follow_replicas(self);
+        Ok(())
     }
 
     #[must_use]
@@ -274,6 +328,7 @@ pub fn router(state: AppState) -> Router {
             "/vector_stores/{id}/search",
             post(routes::vector_stores::search),
         )
+        .route("/reviews/{id}", get(reviews::client_get))
         .route_layer(axum::middleware::from_fn_with_state(
             state.clone(),
             auth::require_key,

@@ -1,5 +1,6 @@
 //! Durable metadata: tenants, API keys and the usage ledger, behind the [`MetadataStore`]
-//! trait, and the hash-chained audit log behind [`AuditLog`], in SQLite (embedded, the
+//! trait, the hash-chained audit log behind [`AuditLog`], knowledge bases, and the guardrails'
+//! review queue and rule versions behind [`GuardrailStore`], in SQLite (embedded, the
 //! default) or PostgreSQL (shared by replicas).
 //!
 //! Only this crate knows SQL. It stores and returns records as given; deciding what a record
@@ -9,6 +10,7 @@
 mod audit;
 mod codec;
 mod error;
+mod guardrails;
 mod knowledge;
 mod knowledge_sql;
 mod model;
@@ -24,6 +26,7 @@ pub use audit::{
     RawAuditRow, RecordJson, StatusFilter, VerifyReport, verify_audit,
 };
 pub use error::StoreError;
+pub use guardrails::{GuardrailStore, ReviewDecision, ReviewRecord, RuleSetVersion};
 pub use knowledge::{
     BatchRecord, Change, ChangeOp, FileCounts, FileRecord, IngestError, IngestStatus,
     KnowledgeStore, NewChunk, StoreFileQuery, StoreFileRecord, StoredChunk, VectorStoreRecord,
@@ -77,6 +80,6 @@ pub trait MetadataStore: Send + Sync {
 /// Everything one backend keeps: metadata, the audit log and knowledge bases. An
 /// `Arc<dyn Store>` upcasts to `Arc<dyn MetadataStore>`, `Arc<dyn AuditLog>` or
 /// `Arc<dyn KnowledgeStore>` for code that needs only one of them.
-pub trait Store: MetadataStore + AuditLog + KnowledgeStore {}
+pub trait Store: MetadataStore + AuditLog + KnowledgeStore + GuardrailStore {}
 
-impl<T: MetadataStore + AuditLog + KnowledgeStore + ?Sized> Store for T {}
+impl<T: MetadataStore + AuditLog + KnowledgeStore + GuardrailStore + ?Sized> Store for T {}

@@ -444,3 +444,5 @@ crate::knowledge_sql::knowledge_store!(
     reader = pool,
     order_changes = "SELECT pg_advisory_xact_lock(7466118251)"
 );
+
+crate::guardrails::guardrail_store!(PostgresStore, writer = pool, reader = pool);

@@ -334,3 +334,5 @@ crate::knowledge_sql::knowledge_store!(
     reader = reader,
     order_changes = "SELECT 1"
 );
+
+crate::guardrails::guardrail_store!(SqliteStore, writer = writer, reader = reader);

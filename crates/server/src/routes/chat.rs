@@ -18,7 +18,7 @@ use landfall_types::ChatRequest;
 use crate::extract::JsonBody;
 use crate::routes::grounding;
 use crate::routes::{json_response, rate_limit_headers, served_headers};
-use crate::{ApiError, AppState, CACHE_HEADER, SHED_HEADER, sse};
+use crate::{ApiError, AppState, CACHE_HEADER, SHED_HEADER, guard, sse};
 
 pub(crate) async fn completions(
     State(state): State<AppState>,
@@ -53,7 +53,13 @@ async fn serve(
     let governance = state.governance();
     let gateway = state.gateway();
     governance.authorize_model(principal, &request.model)?;
-    let sources = grounding::ground(state, principal, log, &mut request).await?;
+    let guardrails = guard::select(state, principal, &request.model);
+    let input_hits = match &guardrails {
+        Some(selection) => guard::check_messages(selection, &mut request.messages, log)?,
+        None => Vec::new(),
+    };
+    let sources =
+        grounding::ground(state, principal, log, &mut request, guardrails.as_ref()).await?;
     let shed = governance.shed(&mut request)?;
     if let Some(Shed::Capped(bound)) = shed {
         log.shed_capped(bound);
@@ -66,7 +72,13 @@ async fn serve(
     let cache_choice = headers
         .get(CACHE_REQUEST_HEADER)
         .and_then(|value| value.to_str().ok());
-    let cache_key = governance.cache_key(principal, &request, cache_choice);
+    let cache_key = governance
+        .cache_key(principal, &request, cache_choice)
+        .filter(|_| {
+            !guardrails
+                .as_ref()
+                .is_some_and(landfall_guardrails::Selection::may_review)
+        });
     let include_usage = request.wants_stream_usage();
     if let Some(key) = &cache_key
         && let Some(reply) = governance.cached(key).await
@@ -77,13 +89,45 @@ async fn serve(
         };
         log.cache(true);
         admission.settle("cache", cached).await;
+        // Cached answers pass the caller's own rules too: policies differ between keys.
         let mut response = match reply {
-            CachedReply::Completion { response } => json_response(&response),
-            CachedReply::Stream { chunks } => sse::response(
-                Box::pin(futures::stream::iter(chunks.into_iter().map(Ok))),
-                include_usage,
-            ),
+            CachedReply::Completion { mut response } => {
+                let held = match &guardrails {
+                    Some(selection) => Some(
+                        guard::check_answer(
+                            state,
+                            principal,
+                            selection,
+                            &mut response,
+                            &input_hits,
+                            log,
+                        )
+                        .await?,
+                    ),
+                    None => None,
+                };
+                let mut reply = json_response(&response);
+                review_header(&mut reply, held);
+                reply
+            }
+            CachedReply::Stream { chunks } => {
+                let replay: ChatStream =
+                    Box::pin(futures::stream::iter(chunks.into_iter().map(Ok)));
+                let replay = match &guardrails {
+                    Some(selection) => guard::guard_stream(
+                        state.clone(),
+                        principal.clone(),
+                        selection.clone(),
+                        replay,
+                        input_hits.clone(),
+                        log.clone(),
+                    ),
+                    None => replay,
+                };
+                sse::response(replay, include_usage)
+            }
         };
+        guard::header(&mut response, &input_hits);
         response
             .headers_mut()
             .insert(CACHE_HEADER, HeaderValue::from_static("hit"));
@@ -101,6 +145,17 @@ async fn serve(
         let upstream = match sources {
             Some(sources) => grounding::annotate_stream(served.value, sources),
             None => served.value,
+        };
+        let upstream = match &guardrails {
+            Some(selection) => guard::guard_stream(
+                state.clone(),
+                principal.clone(),
+                selection.clone(),
+                upstream,
+                input_hits.clone(),
+                log.clone(),
+            ),
+            None => upstream,
         };
         let stream = governance.govern_stream(
             keep_stream_text(upstream, log),
@@ -139,6 +194,23 @@ async fn serve(
         );
         log.usage(token_usage(&usage, served.value.usage.is_some()));
         admission.settle(&served.target, usage).await;
+        // The answer is checked after settlement: a blocked answer still cost its tokens.
+        // It is cached as the model gave it; each caller's rules apply on the way out.
+        let original = cache_key.as_ref().map(|_| served.value.clone());
+        let held = match &guardrails {
+            Some(selection) => Some(
+                guard::check_answer(
+                    state,
+                    principal,
+                    selection,
+                    &mut served.value,
+                    &input_hits,
+                    log,
+                )
+                .await?,
+            ),
+            None => None,
+        };
         if log.keeps_bodies()
             && let Ok(text) = serde_json::to_string(&served.value)
         {
@@ -146,16 +218,13 @@ async fn serve(
         }
         let mut response = json_response(&served.value);
         served_headers(&mut response, &served.target, served.attempts);
-        if let Some(key) = cache_key {
-            governance.remember(
-                key,
-                CachedReply::Completion {
-                    response: served.value,
-                },
-            );
+        review_header(&mut response, held);
+        if let (Some(key), Some(original)) = (cache_key, original) {
+            governance.remember(key, CachedReply::Completion { response: original });
         }
         response
     };
+    guard::header(&mut response, &input_hits);
     if let Some(status) = cache_status {
         response
             .headers_mut()
@@ -167,6 +236,15 @@ async fn serve(
             .insert(SHED_HEADER, HeaderValue::from(bound));
     }
     Ok(response)
+}
+
+/// `x-landfall-review` on an answer held for review.
+fn review_header(response: &mut Response, held: Option<guard::Answer>) {
+    if let Some(guard::Answer::Held(id)) = held
+        && let Ok(value) = HeaderValue::from_str(&id)
+    {
+        response.headers_mut().insert(crate::REVIEW_HEADER, value);
+    }
 }
 
 /// The settled usage in accounting's terms.

@@ -6,6 +6,7 @@ use axum::response::{IntoResponse, Response};
 use landfall_accounting::RequestLog;
 use landfall_gateway::{Operation, Served};
 use landfall_governance::{Demand, Principal, RateLimitHeaders, Usage, text_tokens};
+use landfall_guardrails::Stage;
 use landfall_types::{EmbeddingInput, EmbeddingRequest, EmbeddingResponse};
 
 use crate::extract::JsonBody;
@@ -36,7 +37,7 @@ async fn serve(
     state: &AppState,
     principal: &Principal,
     log: &RequestLog,
-    request: EmbeddingRequest,
+    mut request: EmbeddingRequest,
     limits: &mut RateLimitHeaders,
 ) -> Result<Response, ApiError> {
     if !state.gateway().has_model(&request.model) {
@@ -60,6 +61,18 @@ async fn serve(
     }
     let governance = state.governance();
     governance.authorize_model(principal, &request.model)?;
+    let input_hits = match crate::guard::select(state, principal, &request.model) {
+        Some(selection) => {
+            let texts: Vec<&mut String> = match &mut request.input {
+                EmbeddingInput::Text(text) => vec![text],
+                EmbeddingInput::Texts(texts) => texts.iter_mut().collect(),
+                // Token ids carry no text the rules could read.
+                EmbeddingInput::Tokens(_) | EmbeddingInput::TokenBatches(_) => Vec::new(),
+            };
+            crate::guard::check_texts(&selection, Stage::Input, texts.into_iter(), log)?
+        }
+        None => Vec::new(),
+    };
     let prompt_tokens = input_tokens(&request.input);
     let demand = Demand {
         model: &request.model,
@@ -76,6 +89,7 @@ async fn serve(
     admission.settle(&served.target, usage).await;
     let mut response = json_response(&served.value);
     served_headers(&mut response, &served.target, served.attempts);
+    crate::guard::header(&mut response, &input_hits);
     Ok(response)
 }
 

@@ -47,6 +47,7 @@ pub(crate) async fn ground(
     principal: &Principal,
     log: &RequestLog,
     request: &mut ChatRequest,
+    guardrails: Option<&landfall_guardrails::Selection>,
 ) -> Result<Option<Vec<SearchHit>>, ApiError> {
     let options = match request.extra.remove("knowledge") {
         Some(options) => {
@@ -125,6 +126,10 @@ pub(crate) async fn ground(
         )
         .await?
         .hits;
+    let mut hits = hits;
+    if let Some(selection) = guardrails {
+        crate::guard::check_retrieved(selection, &mut hits, log);
+    }
     let instructions = state
         .knowledge_search_defaults()
         .grounding_instructions
