@@ -38,6 +38,8 @@ impl Default for GuardrailsConfig {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RuleSpec {
+    /// Required in the file; the admin API takes it from the path.
+    #[serde(default)]
     pub id: String,
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub description: String,
@@ -139,6 +141,8 @@ impl MatcherSpec {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct PolicySpec {
+    /// Required in the file; the admin API takes it from the path.
+    #[serde(default)]
     pub id: String,
     /// Rule ids, applied in this order.
     pub rules: Vec<String>,

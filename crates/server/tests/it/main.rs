@@ -11,6 +11,7 @@ mod accounting;
 mod anthropic;
 mod errors;
 mod governance;
+mod guardrails;
 mod harness;
 mod hub;
 mod knowledge;
