@@ -2,6 +2,10 @@
 //! English text (whole texts, one core), and the time a streamed chunk spends in the scanner.
 //!
 //! `cargo bench -p landfall-guardrails --bench scan`; figures in docs/benchmarks.md.
+#![expect(
+    clippy::panic,
+    reason = "a benchmark that cannot set up has nothing to measure"
+)]
 
 use std::hint::black_box;
 use std::sync::Arc;
@@ -129,7 +133,7 @@ fn corpus(random: &mut Lcg, bytes: usize) -> String {
                 for _ in 0..8 + random.below(20) {
                     text.push(text_han(random, &zipf));
                 }
-                text.push_str("。");
+                text.push('。');
             }
             5..=8 => {
                 for _ in 0..6 + random.below(10) {

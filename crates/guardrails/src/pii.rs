@@ -8,6 +8,9 @@ use landfall_config::PiiKind;
 
 use crate::scan::{Span, Window};
 
+/// A match: its bytes and kind.
+type Found = (usize, usize, PiiKind);
+
 /// Longest text any detector matches, in bytes (longer candidates are not personal data).
 pub(crate) const MAX_PII_BYTES: usize = 64;
 /// Most digits in a number any detector accepts.
@@ -79,12 +82,7 @@ impl Pii {
 
     /// Reads the number starting at `start` (digits joined by single spaces or hyphens, an ID's
     /// final `X`, or a dotted IPv4 address) and says what it is. Returns where scanning goes on.
-    fn number(
-        self,
-        text: &str,
-        start: usize,
-        plus: bool,
-    ) -> (usize, Option<(usize, usize, PiiKind)>) {
+    fn number(self, text: &str, start: usize, plus: bool) -> (usize, Option<Found>) {
         let bytes = text.as_bytes();
         if !plus && start > 0 && bytes[start - 1].is_ascii_alphabetic() {
             let stop = digits_end(bytes, start);
@@ -168,7 +166,7 @@ impl Pii {
 
     /// `E12345678`, `G12345678`, `EA1234567`, `D1234567`, `DE1234567`: the letters before the
     /// digits, which must not continue a word.
-    fn passport(self, bytes: &[u8], digits: usize, stop: usize) -> Option<(usize, usize, PiiKind)> {
+    fn passport(self, bytes: &[u8], digits: usize, stop: usize) -> Option<Found> {
         if !self.wants(PiiKind::Passport) || bytes.get(stop).is_some_and(u8::is_ascii_alphanumeric)
         {
             return None;
@@ -192,7 +190,7 @@ impl Pii {
     }
 
     /// A dotted quad at `start`, if the number is one: `Some` with where scanning goes on.
-    fn ipv4(self, text: &str, start: usize) -> Option<(usize, Option<(usize, usize, PiiKind)>)> {
+    fn ipv4(self, text: &str, start: usize) -> Option<(usize, Option<Found>)> {
         let bytes = text.as_bytes();
         let mut index = start;
         let mut dots = 0;
@@ -306,7 +304,7 @@ fn luhn(digits: &[u8]) -> bool {
             }
         })
         .sum();
-    sum % 10 == 0
+    sum.is_multiple_of(10)
 }
 
 /// GB 11643-1999: a province code, a real birth date, and the ISO 7064 MOD 11-2 check
@@ -326,7 +324,7 @@ fn resident_id(body: &[u8], check: u8) -> bool {
         number(&body[10..12]),
         number(&body[12..14]),
     );
-    let leap = (year % 4 == 0 && year % 100 != 0) || year % 400 == 0;
+    let leap = (year.is_multiple_of(4) && !year.is_multiple_of(100)) || year.is_multiple_of(400);
     let days = match month {
         1 | 3 | 5 | 7 | 8 | 10 | 12 => 31,
         4 | 6 | 9 | 11 => 30,

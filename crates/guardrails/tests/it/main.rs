@@ -2,6 +2,13 @@
 //! injection set, domain rules, and property tests that any split of a stream decides as the
 //! whole text does.
 
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    reason = "test code: failing loudly is the point"
+)]
+
 mod domain;
 mod injection;
 mod pii;
