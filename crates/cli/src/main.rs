@@ -290,11 +290,17 @@ fn report(result: anyhow::Result<()>) -> ExitCode {
 fn check_config(file: &std::path::Path) -> ExitCode {
     match landfall_config::load(Some(file), &landfall_config::Environment::from_process()) {
         Ok(config) => {
+            // Regexes, dictionaries and schemas are only known good once compiled.
+            if let Err(error) = landfall_guardrails::Guardrails::compile(&config.guardrails, 0) {
+                eprintln!("{}: {error}", file.display());
+                return ExitCode::FAILURE;
+            }
             println!(
-                "{}: valid ({} provider(s), {} model(s))",
+                "{}: valid ({} provider(s), {} model(s), {} guardrail rule(s))",
                 file.display(),
                 config.providers.len(),
-                config.models.len()
+                config.models.len(),
+                config.guardrails.rules.len()
             );
             ExitCode::SUCCESS
         }

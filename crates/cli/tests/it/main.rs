@@ -59,7 +59,7 @@ fn the_example_configuration_is_valid() {
         String::from_utf8_lossy(&output.stderr)
     );
     assert!(
-        stdout.contains("valid (9 provider(s), 5 model(s))"),
+        stdout.contains("valid (9 provider(s), 5 model(s), 7 guardrail rule(s))"),
         "{stdout}"
     );
 }

@@ -9,6 +9,7 @@
 
 mod audit;
 mod conformance;
+mod guardrails;
 mod knowledge;
 mod postgres;
 mod sqlite;
@@ -52,6 +53,11 @@ macro_rules! conformance_suite {
             audit_concurrent_appenders_form_one_chain,
         );
         $crate::conformance_suite!(
+            @guardrail_cases $fixture;
+            reviews_round_trip_page_and_decide_once,
+            rule_set_versions_are_saved_once,
+        );
+        $crate::conformance_suite!(
             @knowledge_cases $fixture;
             knowledge_files_are_tenant_scoped_and_page,
             knowledge_vector_stores_round_trip,
@@ -59,6 +65,21 @@ macro_rules! conformance_suite {
             knowledge_cancel_batch_stops_pending_files,
             knowledge_change_log_is_gapless_under_concurrency,
         );
+    };
+    (@guardrail_cases $fixture:ty; $($case:ident),* $(,)?) => {
+        $(
+            #[tokio::test(flavor = "multi_thread")]
+            async fn $case() {
+                let Some(fixture) = <$fixture>::start(stringify!($case)).await else {
+                    return;
+                };
+                let outcome = tokio::spawn(crate::guardrails::$case(fixture.store())).await;
+                fixture.finish().await;
+                if let Err(err) = outcome {
+                    std::panic::resume_unwind(err.into_panic());
+                }
+            }
+        )*
     };
     (@knowledge_cases $fixture:ty; $($case:ident),* $(,)?) => {
         $(
