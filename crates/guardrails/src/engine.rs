@@ -67,8 +67,8 @@ impl Guardrails {
     /// Every problem found, each with its path (`guardrails.rules[2].match.regex`).
     pub fn compile(config: &GuardrailsConfig, version: u64) -> Result<Self, GuardrailsError> {
         let mut problems = config.problems();
-        let patterns = match Patterns::builtin() {
-            Ok(patterns) => Arc::new(patterns),
+        let patterns = match Patterns::shared() {
+            Ok(patterns) => patterns,
             Err(message) => return Err(GuardrailsError::Invalid(vec![(String::new(), message)])),
         };
         crate::normalize::warm_up();
@@ -151,7 +151,7 @@ impl Guardrails {
         })
     }
 
-    /// Every rule, for checks that name no subject (the admin dry run with `rules`).
+    /// Exactly the rules named, live, for checks that name no subject (the admin dry run).
     #[must_use]
     pub fn select_rules(self: &Arc<Self>, ids: &[String]) -> Option<Selection> {
         let rules: Vec<(usize, bool)> = ids

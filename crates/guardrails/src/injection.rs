@@ -2,10 +2,12 @@
 //! per engine. A rule's `injection = SCORE` fires when the weights of the distinct patterns
 //! found reach the score.
 
+use std::sync::{Arc, OnceLock};
+
 use regex::Regex;
 use serde::Deserialize;
 
-use crate::normalize::Folded;
+use crate::normalize::{Folded, gaps_within};
 use crate::scan::{Span, Window};
 
 const RULES: &str = include_str!("../rules/injection.toml");
@@ -52,9 +54,16 @@ enum On {
 }
 
 impl Patterns {
+    /// The built-in set, compiled once per process (every rule-set compile shares it).
+    ///
     /// # Errors
     /// When the embedded rule set does not parse (a bug caught by the tests).
-    pub(crate) fn builtin() -> Result<Self, String> {
+    pub(crate) fn shared() -> Result<Arc<Self>, String> {
+        static SHARED: OnceLock<Result<Arc<Patterns>, String>> = OnceLock::new();
+        SHARED.get_or_init(|| Self::builtin().map(Arc::new)).clone()
+    }
+
+    fn builtin() -> Result<Self, String> {
         let file: File =
             toml::from_str(RULES).map_err(|error| format!("injection rules: {error}"))?;
         let mut patterns = Vec::with_capacity(file.pattern.len());
@@ -137,7 +146,11 @@ impl Patterns {
                 // over the whole text.
                 next = to;
                 if to - from > pattern.max_bytes
-                    || !gaps_allowed(text, folded, found.start(), found.end())
+                    || !gaps_within(
+                        text,
+                        folded.origins(text, found.start(), found.end()),
+                        MAX_GAP,
+                    )
                 {
                     continue;
                 }
@@ -146,17 +159,4 @@ impl Patterns {
             *resume = next.max(window.cut);
         }
     }
-}
-
-fn gaps_allowed(text: &str, folded: &Folded, start: usize, end: usize) -> bool {
-    let mut previous_end: Option<usize> = None;
-    for origin in folded.origins(start, end) {
-        if let Some(previous_end) = previous_end
-            && text[previous_end..origin].chars().count() > MAX_GAP
-        {
-            return false;
-        }
-        previous_end = Some(origin + text[origin..].chars().next().map_or(1, char::len_utf8));
-    }
-    true
 }

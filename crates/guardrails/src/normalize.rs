@@ -54,12 +54,39 @@ impl Folded {
         (first, last + last_len)
     }
 
-    /// Original offsets of the characters of folded bytes `start..end`, in order.
-    pub(crate) fn origins(&self, start: usize, end: usize) -> impl Iterator<Item = usize> + '_ {
+    /// Original byte spans of the characters of folded bytes `start..end`, in order.
+    pub(crate) fn origins<'a>(
+        &'a self,
+        original: &'a str,
+        start: usize,
+        end: usize,
+    ) -> impl Iterator<Item = (usize, usize)> + 'a {
         let text = &self.text[start..end];
-        text.char_indices()
-            .map(move |(index, _)| self.origin[start + index] as usize)
+        text.char_indices().map(move |(index, _)| {
+            let origin = self.origin[start + index] as usize;
+            let width = original[origin..].chars().next().map_or(1, char::len_utf8);
+            (origin, origin + width)
+        })
     }
+}
+
+/// Whether at most `max_gap` characters (separators folding dropped) stand between each two
+/// consecutive matched characters, given as their original byte spans in order.
+pub(crate) fn gaps_within(
+    original: &str,
+    characters: impl Iterator<Item = (usize, usize)>,
+    max_gap: usize,
+) -> bool {
+    let mut previous_end: Option<usize> = None;
+    for (start, end) in characters {
+        if let Some(previous_end) = previous_end
+            && original[previous_end..start].chars().count() > max_gap
+        {
+            return false;
+        }
+        previous_end = Some(end);
+    }
+    true
 }
 
 fn offset(index: usize) -> u32 {

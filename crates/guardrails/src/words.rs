@@ -11,7 +11,7 @@ use std::collections::HashMap;
 
 use daachorse::CharwiseDoubleArrayAhoCorasick;
 
-use crate::normalize::{fold, fold_str, is_cjk, is_word_char};
+use crate::normalize::{fold, fold_str, gaps_within, is_cjk, is_word_char};
 use crate::scan::{Span, Window};
 
 /// Separators allowed between two characters of a term unless a rule says otherwise.
@@ -182,16 +182,13 @@ impl Words {
         if term.word_end && text[stop..].chars().next().is_some_and(is_word_char) {
             return;
         }
-        let mut previous_end: Option<usize> = None;
-        for origin in origins {
-            if let Some(previous_end) = previous_end
-                && text[previous_end..origin.start].chars().count() > self.max_gap
-            {
-                return;
-            }
-            previous_end = Some(origin.end);
+        if gaps_within(
+            text,
+            origins.map(|origin| (origin.start, origin.end)),
+            self.max_gap,
+        ) {
+            spans.push(Span::new(start, stop, tag));
         }
-        spans.push(Span::new(start, stop, tag));
     }
 }
 

@@ -577,6 +577,10 @@ fn gateway_error(error: GatewayError) -> Mapped {
 }
 
 fn upstream_error(error: ProviderError) -> Mapped {
+    // Stopped on this side (a guardrail): the client gets the reason and its code.
+    if let ProviderError::Stopped { code, message } = error {
+        return mapped(StatusCode::BAD_REQUEST, INVALID, Some(code), message);
+    }
     match error.class() {
         ErrorClass::RateLimited => mapped(
             StatusCode::TOO_MANY_REQUESTS,
@@ -655,16 +659,6 @@ fn client_message(error: &ProviderError) -> String {
 
 /// The body of the `error` event that ends a stream which failed after it began.
 pub(crate) fn stream_error_body(error: ProviderError) -> ErrorBody {
-    if let ProviderError::Stopped { code, message } = error {
-        return ErrorBody {
-            error: ErrorDetail {
-                message,
-                kind: INVALID,
-                param: None,
-                code: Some(code),
-            },
-        };
-    }
     ErrorBody {
         error: upstream_error(error).detail,
     }

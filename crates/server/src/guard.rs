@@ -32,21 +32,40 @@ pub(crate) fn select(state: &AppState, principal: &Principal, model: &str) -> Op
     })
 }
 
-/// Records hits on the request and turns a live block into the error the client gets.
-fn settle_hits(
-    hits: &[Hit],
-    blocked: Option<&Hit>,
-    output: bool,
-    log: &RequestLog,
-) -> Result<(), ApiError> {
-    log.rule_hits(hits.iter().map(rule_hit));
-    match blocked {
-        Some(hit) => Err(ApiError::Blocked {
-            output,
-            rule: hit.rule.clone(),
-            message: block_message(hit),
-        }),
-        None => Ok(()),
+/// What the checks of one stage found: the hits (one per rule, matches added up), the first
+/// live block, and whether a live rule holds the answer for review.
+#[derive(Default)]
+struct Findings {
+    hits: Vec<Hit>,
+    blocked: Option<Hit>,
+    review: bool,
+}
+
+impl Findings {
+    /// Checks `text` at `stage`, masking it in place.
+    fn check(&mut self, selection: &Selection, stage: Stage, text: &mut String) {
+        let verdict = selection.check(stage, text);
+        if let Some(masked) = verdict.masked {
+            *text = masked;
+        }
+        if self.blocked.is_none() {
+            self.blocked = verdict.blocked;
+        }
+        self.review |= verdict.review;
+        merge(&mut self.hits, verdict.hits);
+    }
+
+    /// Records the hits on the request and turns a live block into the client's error.
+    fn settle(self, output: bool, log: &RequestLog) -> Result<(Vec<Hit>, bool), ApiError> {
+        log.rule_hits(self.hits.iter().map(rule_hit));
+        match self.blocked {
+            Some(hit) => Err(ApiError::Blocked {
+                output,
+                rule: hit.rule.clone(),
+                message: block_message(&hit),
+            }),
+            None => Ok((self.hits, self.review)),
+        }
     }
 }
 
@@ -80,30 +99,18 @@ pub(crate) fn check_messages(
     messages: &mut [ChatMessage],
     log: &RequestLog,
 ) -> Result<Vec<Hit>, ApiError> {
-    let mut hits = Vec::new();
-    let mut blocked = None;
+    let mut findings = Findings::default();
     for message in messages.iter_mut() {
         let stage = if message.role == Role::Tool {
             Stage::Tool
         } else {
             Stage::Input
         };
-        if !selection.applies(stage) {
-            continue;
+        if selection.applies(stage) {
+            for_each_text(message, |text| findings.check(selection, stage, text));
         }
-        for_each_text(message, |text| {
-            let verdict = selection.check(stage, text);
-            if let Some(masked) = verdict.masked {
-                *text = masked;
-            }
-            if blocked.is_none() {
-                blocked = verdict.blocked;
-            }
-            merge(&mut hits, verdict.hits);
-        });
     }
-    settle_hits(&hits, blocked.as_ref(), false, log)?;
-    Ok(hits)
+    Ok(findings.settle(false, log)?.0)
 }
 
 /// Checks and masks texts in place at `stage` (embeddings input, retrieved chunks).
@@ -116,22 +123,13 @@ pub(crate) fn check_texts<'a>(
     texts: impl Iterator<Item = &'a mut String>,
     log: &RequestLog,
 ) -> Result<Vec<Hit>, ApiError> {
-    let mut hits = Vec::new();
-    let mut blocked = None;
+    let mut findings = Findings::default();
     if selection.applies(stage) {
         for text in texts {
-            let verdict = selection.check(stage, text);
-            if let Some(masked) = verdict.masked {
-                *text = masked;
-            }
-            if blocked.is_none() {
-                blocked = verdict.blocked;
-            }
-            merge(&mut hits, verdict.hits);
+            findings.check(selection, stage, text);
         }
     }
-    settle_hits(&hits, blocked.as_ref(), false, log)?;
-    Ok(hits)
+    Ok(findings.settle(false, log)?.0)
 }
 
 /// Checks retrieved chunks before they enter a prompt: a chunk a live rule blocks (an
@@ -214,25 +212,15 @@ pub(crate) async fn check_answer(
     earlier: &[Hit],
     log: &RequestLog,
 ) -> Result<Answer, ApiError> {
-    let mut hits = Vec::new();
-    let mut blocked = None;
-    let mut review = false;
+    let mut findings = Findings::default();
     if selection.applies(Stage::Output) {
         for choice in &mut response.choices {
             for_each_text(&mut choice.message, |text| {
-                let verdict = selection.check(Stage::Output, text);
-                if let Some(masked) = verdict.masked {
-                    *text = masked;
-                }
-                if blocked.is_none() {
-                    blocked = verdict.blocked;
-                }
-                review |= verdict.review;
-                merge(&mut hits, verdict.hits);
+                findings.check(selection, Stage::Output, text);
             });
         }
     }
-    settle_hits(&hits, blocked.as_ref(), true, log)?;
+    let (hits, review) = findings.settle(true, log)?;
     let mut all = earlier.to_vec();
     all.extend(hits);
     annotate(&mut response.extra, &all);
@@ -277,6 +265,28 @@ pub(crate) fn header(response: &mut axum::response::Response, hits: &[Hit]) {
         .join(", ");
     if let Ok(value) = HeaderValue::from_str(&value) {
         response.headers_mut().insert(GUARDRAILS_HEADER, value);
+    }
+}
+
+/// [`guard_stream`] when the request has rules, else the stream as it is.
+pub(crate) fn guard_stream_if(
+    state: &AppState,
+    principal: &Principal,
+    selection: Option<&Selection>,
+    stream: ChatStream,
+    earlier: &[Hit],
+    log: &RequestLog,
+) -> ChatStream {
+    match selection {
+        Some(selection) => guard_stream(
+            state.clone(),
+            principal.clone(),
+            selection.clone(),
+            stream,
+            earlier.to_vec(),
+            log.clone(),
+        ),
+        None => stream,
     }
 }
 
@@ -344,7 +354,7 @@ struct StreamGuard {
     choices: Vec<(u32, OutputStream, bool)>,
     hits: Vec<Hit>,
     log: RequestLog,
-    /// A chunk to copy `id`, `model` and `created` from for a chunk of our own.
+    /// The stream's `id`, `model` and `created`, for a chunk of our own.
     last: Option<ChatChunk>,
     ended: bool,
 }
@@ -365,11 +375,17 @@ impl StreamGuard {
 
     /// The chunk as it may go out, or `None` when nothing of it may go yet.
     async fn chunk(&mut self, mut chunk: ChatChunk) -> Result<Option<ChatChunk>, ProviderError> {
-        self.last = Some(ChatChunk {
-            choices: Vec::new(),
-            usage: None,
-            ..chunk.clone()
-        });
+        if self.last.is_none() {
+            self.last = Some(ChatChunk {
+                id: chunk.id.clone(),
+                object: chunk.object.clone(),
+                created: chunk.created,
+                model: chunk.model.clone(),
+                choices: Vec::new(),
+                usage: None,
+                extra: landfall_types::Extra::new(),
+            });
+        }
         for choice in &mut chunk.choices {
             let finishing = choice.finish_reason.is_some();
             let mut released = String::new();

@@ -9,8 +9,8 @@ use std::time::Duration;
 
 use axum::extract::{Path, Query, State};
 use axum::response::Response;
-use landfall_config::{GuardrailsConfig, PolicySpec, RuleSpec, Stage};
-use landfall_guardrails::{Guardrails, Subject};
+use landfall_config::{PolicySpec, RuleSpec, Stage};
+use landfall_guardrails::{Guardrails, GuardrailsError, Subject};
 use landfall_storage::{RuleSetVersion, StoreError};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
@@ -30,21 +30,12 @@ pub(crate) struct OperatorRules {
     pub policies: Vec<PolicySpec>,
 }
 
-/// The configuration file's rule set with the operators' added.
-fn merged(base: &GuardrailsConfig, operator: &OperatorRules) -> GuardrailsConfig {
-    let mut config = base.clone();
+/// The configuration file's rule set with the operators' added, compiled as their version.
+fn build(state: &AppState, operator: &OperatorRules) -> Result<Guardrails, GuardrailsError> {
+    let mut config = state.inner.guardrail_base.clone();
     config.rules.extend(operator.rules.iter().cloned());
     config.policies.extend(operator.policies.iter().cloned());
-    config
-}
-
-fn compile(state: &AppState, operator: &OperatorRules) -> Result<Guardrails, ApiError> {
-    let version = u64::try_from(operator.version).unwrap_or(0);
-    Guardrails::compile(&merged(&state.inner.guardrail_base, operator), version).map_err(|error| {
-        ApiError::InvalidRules {
-            problems: error.to_string(),
-        }
-    })
+    Guardrails::compile(&config, u64::try_from(operator.version).unwrap_or(0))
 }
 
 fn swap(state: &AppState, engine: Guardrails) {
@@ -75,9 +66,7 @@ pub(crate) async fn load_saved(state: &AppState) -> Result<(), StartError> {
         return Ok(());
     };
     let operator = decode(&saved)?;
-    let version = u64::try_from(operator.version).unwrap_or(0);
-    let engine = Guardrails::compile(&merged(&state.inner.guardrail_base, &operator), version)?;
-    swap(state, engine);
+    swap(state, build(state, &operator)?);
     *state.inner.guardrail_operator.lock().await = operator;
     Ok(())
 }
@@ -107,14 +96,15 @@ pub(crate) fn follow_replicas(state: &AppState) {
             if latest.version <= current.version {
                 continue;
             }
-            match decode(&latest)
-                .map_err(|error| error.to_string())
-                .and_then(|operator| {
-                    compile(&state, &operator)
-                        .map(|engine| (operator, engine))
-                        .map_err(|error| format!("{error:?}"))
-                }) {
-                Ok((operator, engine)) => {
+            let operator = match decode(&latest) {
+                Ok(operator) => operator,
+                Err(error) => {
+                    tracing::error!(%error, "cannot read a saved guardrail rule set");
+                    continue;
+                }
+            };
+            match build(&state, &operator) {
+                Ok(engine) => {
                     tracing::info!(
                         version = operator.version,
                         "applying a guardrail rule set saved by another replica"
@@ -122,9 +112,11 @@ pub(crate) fn follow_replicas(state: &AppState) {
                     swap(&state, engine);
                     *current = operator;
                 }
-                Err(error) => {
-                    tracing::error!(%error, version = latest.version, "a saved guardrail rule set does not compile; keeping the current one")
-                }
+                Err(error) => tracing::error!(
+                    %error,
+                    version = latest.version,
+                    "a saved guardrail rule set does not compile; keeping the current one"
+                ),
             }
         }
     });
@@ -139,7 +131,9 @@ async fn apply(
     let mut next = current.clone();
     change(&mut next)?;
     next.version = current.version + 1;
-    let engine = compile(state, &next)?;
+    let engine = build(state, &next).map_err(|error| ApiError::InvalidRules {
+        problems: error.to_string(),
+    })?;
     let Some(store) = state.guardrail_store() else {
         return Err(
             StoreError::Unavailable("rule changes need a metadata store".to_owned()).into(),

@@ -229,7 +229,7 @@ pub(crate) async fn approve(
         .get_review(&id)
         .await?
         .ok_or_else(|| ApiError::ReviewNotFound { id: id.clone() })?;
-    let mut released = review.response.clone();
+    let mut released = review.response;
     if let Some(content) = &approval.content
         && let Some(message) = released.pointer_mut("/choices/0/message")
     {
@@ -237,7 +237,7 @@ pub(crate) async fn approve(
     }
     decide(
         store,
-        review,
+        &id,
         APPROVED,
         Some(&released),
         approval.note.as_deref(),
@@ -252,12 +252,14 @@ pub(crate) async fn reject(
     body: Bytes,
 ) -> Result<Response, ApiError> {
     let rejection: Rejection = optional_json(&body)?;
-    let store = store(&state)?;
-    let review = store
-        .get_review(&id)
-        .await?
-        .ok_or_else(|| ApiError::ReviewNotFound { id: id.clone() })?;
-    decide(store, review, REJECTED, None, rejection.reason.as_deref()).await
+    decide(
+        store(&state)?,
+        &id,
+        REJECTED,
+        None,
+        rejection.reason.as_deref(),
+    )
+    .await
 }
 
 /// A body that may be empty (then the defaults), else JSON of `T`.
@@ -275,9 +277,10 @@ fn optional_json<T: serde::de::DeserializeOwned + Default>(body: &[u8]) -> Resul
     })
 }
 
+/// Decides a pending review; one that is not pending is a 409, a missing one a 404.
 async fn decide(
     store: &dyn GuardrailStore,
-    review: ReviewRecord,
+    id: &str,
     status: &'static str,
     released: Option<&Value>,
     note: Option<&str>,
@@ -288,19 +291,20 @@ async fn decide(
         note,
         decided_at: landfall_storage::now_millis(),
     };
-    if !store.decide_review(&review.id, &decision).await? {
-        let current = store.get_review(&review.id).await?;
+    let decided = store.decide_review(id, &decision).await?;
+    let review = store
+        .get_review(id)
+        .await?
+        .ok_or_else(|| ApiError::ReviewNotFound { id: id.to_owned() })?;
+    if !decided {
         return Err(ApiError::ReviewDecided {
             id: review.id,
-            status: match current.as_ref().map(|review| review.status.as_str()) {
-                Some(APPROVED) => APPROVED,
-                _ => REJECTED,
+            status: if review.status == APPROVED {
+                APPROVED
+            } else {
+                REJECTED
             },
         });
     }
-    let decided = store
-        .get_review(&review.id)
-        .await?
-        .ok_or(ApiError::ReviewNotFound { id: review.id })?;
-    Ok(json_response(&AdminView::from(decided)))
+    Ok(json_response(&AdminView::from(review)))
 }

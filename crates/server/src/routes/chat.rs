@@ -113,17 +113,14 @@ async fn serve(
             CachedReply::Stream { chunks } => {
                 let replay: ChatStream =
                     Box::pin(futures::stream::iter(chunks.into_iter().map(Ok)));
-                let replay = match &guardrails {
-                    Some(selection) => guard::guard_stream(
-                        state.clone(),
-                        principal.clone(),
-                        selection.clone(),
-                        replay,
-                        input_hits.clone(),
-                        log.clone(),
-                    ),
-                    None => replay,
-                };
+                let replay = guard::guard_stream_if(
+                    state,
+                    principal,
+                    guardrails.as_ref(),
+                    replay,
+                    &input_hits,
+                    log,
+                );
                 sse::response(replay, include_usage)
             }
         };
@@ -146,17 +143,14 @@ async fn serve(
             Some(sources) => grounding::annotate_stream(served.value, sources),
             None => served.value,
         };
-        let upstream = match &guardrails {
-            Some(selection) => guard::guard_stream(
-                state.clone(),
-                principal.clone(),
-                selection.clone(),
-                upstream,
-                input_hits.clone(),
-                log.clone(),
-            ),
-            None => upstream,
-        };
+        let upstream = guard::guard_stream_if(
+            state,
+            principal,
+            guardrails.as_ref(),
+            upstream,
+            &input_hits,
+            log,
+        );
         let stream = governance.govern_stream(
             keep_stream_text(upstream, log),
             admission,

@@ -26,16 +26,8 @@ impl Landfall {
         path: &str,
         body: Option<Value>,
     ) -> (u16, Value) {
-        let mut request = self
-            .client
-            .request(method, self.url(&format!("/admin/v1{path}")))
-            .bearer_auth(ADMIN_KEY);
-        if let Some(body) = body {
-            request = request.json(&body);
-        }
-        let response = request.send().await.unwrap();
-        let status = response.status().as_u16();
-        (status, response.json().await.unwrap_or(Value::Null))
+        self.call(method, &format!("/admin/v1{path}"), ADMIN_KEY, body)
+            .await
     }
 
     /// Creates a tenant and a key of it; returns the key's secret and id.

@@ -94,16 +94,7 @@ async fn admin(
     path: &str,
     body: Option<Value>,
 ) -> (u16, Value) {
-    let mut request = landfall
-        .client
-        .request(method, landfall.url(path))
-        .bearer_auth(ADMIN_KEY);
-    if let Some(body) = body {
-        request = request.json(&body);
-    }
-    let response = request.send().await.unwrap();
-    let status = response.status().as_u16();
-    (status, response.json().await.unwrap_or(Value::Null))
+    landfall.call(method, path, ADMIN_KEY, body).await
 }
 
 #[tokio::test]

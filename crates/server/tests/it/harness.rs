@@ -78,6 +78,27 @@ impl Landfall {
         format!("http://{}{path}", self.address)
     }
 
+    /// `method path` with `key` as the bearer (none when empty): the status and the JSON body
+    /// (null if none).
+    pub async fn call(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        key: &str,
+        body: Option<Value>,
+    ) -> (u16, Value) {
+        let mut request = self.client.request(method, self.url(path));
+        if !key.is_empty() {
+            request = request.bearer_auth(key);
+        }
+        if let Some(body) = body {
+            request = request.json(&body);
+        }
+        let response = request.send().await.unwrap();
+        let status = response.status().as_u16();
+        (status, response.json().await.unwrap_or(Value::Null))
+    }
+
     pub async fn chat(&self, body: Value) -> reqwest::Response {
         self.client
             .post(self.url("/v1/chat/completions"))

@@ -21,25 +21,6 @@ async fn knowledge_server(dir: &std::path::Path, embedder: &str) -> Landfall {
 }
 
 impl Landfall {
-    async fn call(
-        &self,
-        method: reqwest::Method,
-        path: &str,
-        key: &str,
-        body: Option<Value>,
-    ) -> (u16, Value) {
-        let mut request = self.client.request(method, self.url(path));
-        if !key.is_empty() {
-            request = request.bearer_auth(key);
-        }
-        if let Some(body) = body {
-            request = request.json(&body);
-        }
-        let response = request.send().await.unwrap();
-        let status = response.status().as_u16();
-        (status, response.json().await.unwrap_or(Value::Null))
-    }
-
     pub(crate) async fn get(&self, path: &str, key: &str) -> (u16, Value) {
         self.call(reqwest::Method::GET, path, key, None).await
     }

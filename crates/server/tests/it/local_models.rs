@@ -45,16 +45,7 @@ impl Landfall {
         path: &str,
         body: Option<Value>,
     ) -> (u16, Value) {
-        let mut request = self
-            .client
-            .request(method, self.url(path))
-            .bearer_auth(ADMIN_KEY);
-        if let Some(body) = body {
-            request = request.json(&body);
-        }
-        let response = request.send().await.unwrap();
-        let status = response.status().as_u16();
-        (status, response.json().await.unwrap_or(Value::Null))
+        self.call(method, path, ADMIN_KEY, body).await
     }
 }
 
