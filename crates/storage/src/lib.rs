@@ -1,6 +1,7 @@
 //! Durable metadata: tenants, API keys and the usage ledger, behind the [`MetadataStore`]
 //! trait, the hash-chained audit log behind [`AuditLog`], knowledge bases, and the guardrails'
-//! review queue and rule versions behind [`GuardrailStore`], in SQLite (embedded, the
+//! review queue and rule versions behind [`GuardrailStore`], and stored agent responses
+//! behind [`ResponseStore`], in SQLite (embedded, the
 //! default) or PostgreSQL (shared by replicas).
 //!
 //! Only this crate knows SQL. It stores and returns records as given; deciding what a record
@@ -16,6 +17,7 @@ mod knowledge_sql;
 mod model;
 mod postgres;
 mod postgres_audit;
+mod responses;
 mod sqlite;
 mod sqlite_audit;
 
@@ -36,6 +38,7 @@ pub use model::{
     UsageRecord, UsageScope, UsageTotals, now_millis,
 };
 pub use postgres::PostgresStore;
+pub use responses::{ResponseRecord, ResponseStore};
 pub use sqlite::SqliteStore;
 
 /// Tenants, keys and usage.
@@ -80,6 +83,12 @@ pub trait MetadataStore: Send + Sync {
 /// Everything one backend keeps: metadata, the audit log and knowledge bases. An
 /// `Arc<dyn Store>` upcasts to `Arc<dyn MetadataStore>`, `Arc<dyn AuditLog>` or
 /// `Arc<dyn KnowledgeStore>` for code that needs only one of them.
-pub trait Store: MetadataStore + AuditLog + KnowledgeStore + GuardrailStore {}
+pub trait Store:
+    MetadataStore + AuditLog + KnowledgeStore + GuardrailStore + ResponseStore
+{
+}
 
-impl<T: MetadataStore + AuditLog + KnowledgeStore + GuardrailStore + ?Sized> Store for T {}
+impl<T> Store for T where
+    T: MetadataStore + AuditLog + KnowledgeStore + GuardrailStore + ResponseStore + ?Sized
+{
+}

@@ -446,3 +446,4 @@ crate::knowledge_sql::knowledge_store!(
 );
 
 crate::guardrails::guardrail_store!(PostgresStore, writer = pool, reader = pool);
+crate::responses::response_store!(PostgresStore, writer = pool, reader = pool);

@@ -12,6 +12,7 @@ mod conformance;
 mod guardrails;
 mod knowledge;
 mod postgres;
+mod responses;
 mod sqlite;
 
 /// Generates one `#[tokio::test]` per conformance case for a backend. `$fixture` has
@@ -58,6 +59,10 @@ macro_rules! conformance_suite {
             rule_set_versions_are_saved_once,
         );
         $crate::conformance_suite!(
+            @response_cases $fixture;
+            responses_round_trip_and_stay_in_their_tenant,
+        );
+        $crate::conformance_suite!(
             @knowledge_cases $fixture;
             knowledge_files_are_tenant_scoped_and_page,
             knowledge_vector_stores_round_trip,
@@ -74,6 +79,21 @@ macro_rules! conformance_suite {
                     return;
                 };
                 let outcome = tokio::spawn(crate::guardrails::$case(fixture.store())).await;
+                fixture.finish().await;
+                if let Err(err) = outcome {
+                    std::panic::resume_unwind(err.into_panic());
+                }
+            }
+        )*
+    };
+    (@response_cases $fixture:ty; $($case:ident),* $(,)?) => {
+        $(
+            #[tokio::test(flavor = "multi_thread")]
+            async fn $case() {
+                let Some(fixture) = <$fixture>::start(stringify!($case)).await else {
+                    return;
+                };
+                let outcome = tokio::spawn(crate::responses::$case(fixture.store())).await;
                 fixture.finish().await;
                 if let Err(err) = outcome {
                     std::panic::resume_unwind(err.into_panic());
