@@ -22,7 +22,7 @@ use landfall_gateway::BreakerState;
 use landfall_storage::{AuditEntry, AuditLog};
 
 pub use metrics::Metrics;
-pub use record::RuleHit;
+pub use record::{AgentStep, RuleHit};
 pub use request::{Failure, RecordKind, RequestLog, RequestStart, TokenUsage};
 
 use crate::audit::AuditQueue;

@@ -113,6 +113,13 @@ struct RuleLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct StepLabels {
+    kind: &'static str,
+    name: String,
+    outcome: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct RejectionLabels {
     reason: &'static str,
     tenant: String,
@@ -183,6 +190,7 @@ pub(crate) struct Finished<'a> {
     pub cache: Option<&'static str>,
     pub rejection: Option<&'static str>,
     pub rules: &'a [crate::RuleHit],
+    pub steps: &'a [crate::AgentStep],
 }
 
 /// Every metric Landfall exports.
@@ -206,6 +214,7 @@ pub struct Metrics {
     cache: Family<CacheLabels, Counter>,
     rejections: Family<RejectionLabels, Counter>,
     rule_hits: Family<RuleLabels, Counter>,
+    agent_steps: Family<StepLabels, Counter>,
     attempts: Family<AttemptLabels, Counter>,
     retries: Family<TargetLabels, Counter>,
     fallbacks: Family<FallbackLabels, Counter>,
@@ -240,6 +249,7 @@ impl Metrics {
             cache: Family::default(),
             rejections: Family::default(),
             rule_hits: Family::default(),
+            agent_steps: Family::default(),
             attempts: Family::default(),
             retries: Family::default(),
             fallbacks: Family::default(),
@@ -323,6 +333,11 @@ impl Metrics {
             "landfall_guardrail_hits",
             "Guardrail rules that fired, by rule, action, stage and whether they only reported",
             self.rule_hits.clone(),
+        );
+        registry.register(
+            "landfall_agent_steps",
+            "Agent steps (/v1/responses): model turns by target and tool calls by tool, by outcome",
+            self.agent_steps.clone(),
         );
         registry.register(
             "landfall_upstream_attempts",
@@ -410,6 +425,15 @@ impl Metrics {
                     action: hit.action,
                     stage: hit.stage,
                     dry_run: if hit.dry_run { "true" } else { "false" },
+                })
+                .inc();
+        }
+        for step in finished.steps {
+            self.agent_steps
+                .get_or_create(&StepLabels {
+                    kind: step.kind,
+                    name: step.name.clone(),
+                    outcome: step.outcome,
                 })
                 .inc();
         }

@@ -5,6 +5,23 @@
 use serde::Serialize;
 use serde_json::Value;
 
+/// One step of an agent run (`/v1/responses`): a model turn or a tool call. Never the text.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct AgentStep {
+    /// `model` or `tool`.
+    pub kind: &'static str,
+    /// The target of a model turn, the tool of a call.
+    pub name: String,
+    /// `ok`, or why a tool call failed (`timeout`, `refused`, `invalid_arguments` …).
+    pub outcome: &'static str,
+    pub elapsed_us: u64,
+    /// Model turns only.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub input_tokens: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub output_tokens: Option<u64>,
+}
+
 #[derive(Serialize)]
 pub(crate) struct RequestFields<'a> {
     pub method: &'a str,
@@ -33,6 +50,9 @@ pub(crate) struct RequestFields<'a> {
     pub latency_us: LatencyFields,
     /// Guardrail rules that fired, in rule order.
     pub rules: &'a [RuleHit],
+    /// An agent's model turns and tool calls, in order.
+    #[serde(skip_serializing_if = "<[_]>::is_empty")]
+    pub steps: &'a [AgentStep],
     #[serde(skip_serializing_if = "Option::is_none")]
     pub request_body: Option<&'a Value>,
     #[serde(skip_serializing_if = "Option::is_none")]

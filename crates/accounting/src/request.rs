@@ -11,7 +11,7 @@ use serde_json::{Value, json};
 
 use crate::Shared;
 use crate::metrics::Finished;
-use crate::record::{LatencyFields, RequestFields, ResponseBody, RuleHit, UsageFields};
+use crate::record::{AgentStep, LatencyFields, RequestFields, ResponseBody, RuleHit, UsageFields};
 
 /// nginx's status for a request whose client went away before the response: no response was
 /// sent, so no real status applies.
@@ -94,6 +94,7 @@ struct Details {
     response_body: Option<String>,
     response_truncated: bool,
     rules: Vec<RuleHit>,
+    steps: Vec<AgentStep>,
     finished: bool,
 }
 
@@ -219,6 +220,11 @@ impl RequestLog {
                 None => details.rules.push(hit),
             }
         }
+    }
+
+    /// One step of an agent run, in order.
+    pub fn agent_step(&self, step: AgentStep) {
+        self.details().steps.push(step);
     }
 
     /// Whether this tenant's bodies are kept.
@@ -361,6 +367,7 @@ impl Record {
                 time_to_first_token: details.first_output.map(micros),
             },
             rules: &details.rules,
+            steps: &details.steps,
             request_body: details.request_body.as_ref(),
             response_body,
         };
@@ -463,5 +470,6 @@ fn finished<'a>(
         cache: details.cache,
         rejection: details.failure.and_then(|failure| failure.rejection),
         rules: &details.rules,
+        steps: &details.steps,
     }
 }
