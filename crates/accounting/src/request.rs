@@ -186,6 +186,18 @@ impl RequestLog {
         }
     }
 
+    /// A stream that begins with events of its own (an agent run's `response.created`) is
+    /// leaving before any upstream answered: its record now waits for
+    /// [`stream_ended`](Self::stream_ended).
+    pub fn stream_started(&self) {
+        let elapsed = self.inner.started.elapsed();
+        let mut details = self.details();
+        if details.stream {
+            details.response_started.get_or_insert(elapsed);
+            details.first_output.get_or_insert(elapsed);
+        }
+    }
+
     /// The response cache answered (`hit`) or was asked and did not (`miss`).
     pub fn cache(&self, hit: bool) {
         let mut details = self.details();

@@ -4,6 +4,7 @@
 //!
 //! This crate only reads and checks; it builds nothing and opens no connection.
 
+mod agents;
 mod environment;
 mod governance;
 mod guardrails;
@@ -16,6 +17,7 @@ mod validate;
 
 use std::path::Path;
 
+pub use agents::{AgentsConfig, ToolProtocol};
 pub use environment::Environment;
 pub use governance::{
     AccountingConfig, AuthConfig, CacheConfig, CacheMode, KvBackend, LimitsConfig, MetadataBackend,

@@ -186,6 +186,7 @@ impl Config {
             .or_insert_with(|| ModelConfig {
                 targets: vec![TargetConfig::to(DEFAULT_LOCAL_NAME)],
                 knowledge: None,
+                tool_protocol: Default::default(),
             });
         true
     }

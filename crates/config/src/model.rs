@@ -31,6 +31,7 @@ pub struct Config {
     pub telemetry: TelemetryConfig,
     pub knowledge: crate::KnowledgeConfig,
     pub guardrails: crate::GuardrailsConfig,
+    pub agents: crate::AgentsConfig,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -191,6 +192,9 @@ pub struct ModelConfig {
     /// the caller's tenant), as the request's `knowledge` extension would.
     #[serde(default)]
     pub knowledge: Option<ModelKnowledge>,
+    /// How `/v1/responses` asks this alias to call tools.
+    #[serde(default)]
+    pub tool_protocol: crate::ToolProtocol,
 }
 
 /// Knowledge bases a model alias answers from.

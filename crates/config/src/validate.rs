@@ -12,7 +12,10 @@ use crate::{
     MetricsConfig, ModelConfig, ProviderConfig, ProviderKind, RoutingConfig, ServerConfig,
     SheddingConfig, StorageConfig, TelemetryConfig,
 };
-use crate::{EmbedderConfig, GuardrailsConfig, KnowledgeConfig, RerankerConfig, VectorIndexConfig};
+use crate::{
+    AgentsConfig, EmbedderConfig, GuardrailsConfig, KnowledgeConfig, RerankerConfig,
+    VectorIndexConfig,
+};
 
 const SECTIONS: &[&str] = &[
     "server",
@@ -30,6 +33,7 @@ const SECTIONS: &[&str] = &[
     "telemetry",
     "knowledge",
     "guardrails",
+    "agents",
 ];
 
 #[derive(Default)]
@@ -77,6 +81,10 @@ pub(crate) fn validate(
         section(&mut table, "knowledge", &mut errors).unwrap_or_default();
     let guardrails: GuardrailsConfig =
         section(&mut table, "guardrails", &mut errors).unwrap_or_default();
+    let agents: AgentsConfig = section(&mut table, "agents", &mut errors).unwrap_or_default();
+    for (path, message) in agents.problems() {
+        errors.push(path, message);
+    }
 
     check_auth(&mut auth, environment, &mut errors);
     check_storage(&mut storage, environment, &mut errors);
@@ -110,6 +118,7 @@ pub(crate) fn validate(
             telemetry,
             knowledge,
             guardrails,
+            agents,
         })
     } else {
         Err(ConfigErrors(errors.0))

@@ -81,6 +81,14 @@ pub enum ApiError {
         id: String,
     },
     Storage(Box<landfall_storage::StoreError>),
+    /// No stored response has this id for the caller's tenant.
+    ResponseNotFound {
+        id: String,
+    },
+    /// An agent run failed for a reason of its own (not a model call's error).
+    AgentFailed {
+        message: String,
+    },
 }
 
 impl From<landfall_storage::StoreError> for ApiError {
@@ -264,6 +272,18 @@ impl ApiError {
                 mapped.rejection = Some("guardrail");
                 mapped
             }
+            Self::ResponseNotFound { id } => mapped(
+                StatusCode::NOT_FOUND,
+                INVALID,
+                Some("response_not_found"),
+                format!("no response `{id}`"),
+            ),
+            Self::AgentFailed { message } => mapped(
+                StatusCode::BAD_GATEWAY,
+                "server_error",
+                Some("agent_failed"),
+                message,
+            ),
             Self::ReviewNotFound { id } => mapped(
                 StatusCode::NOT_FOUND,
                 INVALID,
@@ -661,6 +681,13 @@ fn client_message(error: &ProviderError) -> String {
 pub(crate) fn stream_error_body(error: ProviderError) -> ErrorBody {
     ErrorBody {
         error: upstream_error(error).detail,
+    }
+}
+
+impl ApiError {
+    /// The error as the body of a response would carry it (for a stream's `error` event).
+    pub(crate) fn detail(self) -> ErrorDetail {
+        self.mapped().detail
     }
 }
 

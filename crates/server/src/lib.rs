@@ -13,6 +13,7 @@ mod guard;
 mod guardrail_admin;
 mod knowledge;
 mod model_admin;
+mod responses;
 mod reviews;
 
 pub use knowledge::{fetch_model, open as open_knowledge};
@@ -80,6 +81,7 @@ struct Inner {
     /// The operators' rules and their version, changed one at a time.
     guardrail_operator: tokio::sync::Mutex<guardrail_admin::OperatorRules>,
     guardrail_store: std::sync::OnceLock<Arc<dyn landfall_storage::GuardrailStore>>,
+    response_store: std::sync::OnceLock<Arc<dyn landfall_storage::ResponseStore>>,
 }
 
 /// Why the server's state could not be built.
@@ -141,6 +143,7 @@ impl AppState {
                     guardrail_admin::OperatorRules::default(),
                 ),
                 guardrail_store: std::sync::OnceLock::new(),
+                response_store: std::sync::OnceLock::new(),
             }),
         })
     }
@@ -156,6 +159,7 @@ impl AppState {
         state
             .use_guardrail_store(store.clone() as Arc<dyn landfall_storage::GuardrailStore>)
             .await?;
+        state.use_response_store(store.clone() as Arc<dyn landfall_storage::ResponseStore>);
         state.preload_local_models().await?;
         if config.knowledge.enabled {
             let rewriter = config.knowledge.search.rewrite_model.clone().map(|model| {
@@ -255,6 +259,16 @@ impl AppState {
         Ok(())
     }
 
+    /// Keeps `/v1/responses` results and conversations in `store` (set once; later calls
+    /// are ignored). Without one, responses are not stored.
+    pub fn use_response_store(&self, store: Arc<dyn landfall_storage::ResponseStore>) {
+        let _ = self.inner.response_store.set(store);
+    }
+
+    pub(crate) fn response_store(&self) -> Option<Arc<dyn landfall_storage::ResponseStore>> {
+        self.inner.response_store.get().cloned()
+    }
+
     #[must_use]
     pub fn governance(&self) -> &Governance {
         &self.inner.governance
@@ -327,6 +341,11 @@ pub fn router(state: AppState) -> Router {
         .route(
             "/vector_stores/{id}/search",
             post(routes::vector_stores::search),
+        )
+        .route("/responses", post(responses::create))
+        .route(
+            "/responses/{id}",
+            get(responses::retrieve).delete(responses::delete),
         )
         .route("/reviews/{id}", get(reviews::client_get))
         .route_layer(axum::middleware::from_fn_with_state(

@@ -115,6 +115,8 @@ fn route_name(matched: Option<&MatchedPath>) -> &'static str {
         "/v1/embeddings",
         "/v1/models",
         "/v1/models/{*id}",
+        "/v1/responses",
+        "/v1/responses/{id}",
         "/admin/v1/tenants",
         "/admin/v1/tenants/{id}",
         "/admin/v1/keys",

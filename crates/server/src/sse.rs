@@ -39,7 +39,12 @@ pub(crate) fn response(chunks: ChatStream, include_usage: bool) -> Response {
             };
         }
     });
-    let mut response = Response::new(Body::from_stream(events));
+    event_stream(Body::from_stream(events))
+}
+
+/// A `text/event-stream` response of `body`, uncached and unbuffered by proxies.
+pub(crate) fn event_stream(body: Body) -> Response {
+    let mut response = Response::new(body);
     let headers = response.headers_mut();
     headers.insert(
         http::header::CONTENT_TYPE,

@@ -169,6 +169,7 @@ impl AppState {
                     landfall_config::ModelConfig {
                         targets: vec![landfall_config::TargetConfig::to(name)],
                         knowledge: None,
+                        tool_protocol: Default::default(),
                     }
                 });
                 true

@@ -8,6 +8,7 @@ use serde_json::{Value, json};
 use crate::{
     body::{EventBuffer, MockBody, StreamEnd},
     openai::{self, content_text, word_count},
+    script::Scripted,
     server::{Shared, json_response, sse_response},
 };
 
@@ -15,14 +16,18 @@ const TOOL_USE_ID: &str = "toolu_mock_1";
 
 enum Answer<'a> {
     Text(Cow<'a, str>),
-    ToolUse { name: &'a str, input: Value },
+    ToolUse {
+        id: &'a str,
+        name: &'a str,
+        input: Value,
+    },
 }
 
-/// `POST /v1/messages`, default behaviour (`text_override` from [`crate::Reply::Text`]).
+/// `POST /v1/messages`, default behaviour (or the scripted text or tool call).
 pub(crate) fn messages(
     shared: &Shared,
     request: &Value,
-    text_override: Option<&str>,
+    scripted: Option<Scripted<'_>>,
 ) -> Response<MockBody> {
     let messages = openai::messages(request);
     let prompt_tokens = word_count(&content_text(request.get("system")))
@@ -30,7 +35,7 @@ pub(crate) fn messages(
             .iter()
             .map(|message| word_count(&message_text(message)) + 3)
             .sum::<usize>();
-    let answer = answer(request, messages, text_override);
+    let answer = answer(request, messages, scripted);
     let output_tokens = match &answer {
         Answer::Text(text) => word_count(text),
         Answer::ToolUse { input, .. } => word_count(&input.to_string()),
@@ -67,8 +72,8 @@ pub(crate) fn messages(
     }
     let block = match answer {
         Answer::Text(text) => json!({"type": "text", "text": text}),
-        Answer::ToolUse { name, input } => {
-            json!({"type": "tool_use", "id": TOOL_USE_ID, "name": name, "input": input})
+        Answer::ToolUse { id, name, input } => {
+            json!({"type": "tool_use", "id": id, "name": name, "input": input})
         }
     };
     json_response(
@@ -84,10 +89,22 @@ pub(crate) fn messages(
 fn answer<'a>(
     request: &'a Value,
     messages: &'a [Value],
-    text_override: Option<&'a str>,
+    scripted: Option<Scripted<'a>>,
 ) -> Answer<'a> {
-    if let Some(text) = text_override {
-        return Answer::Text(Cow::Borrowed(text));
+    match scripted {
+        Some(Scripted::Text(text)) => return Answer::Text(Cow::Borrowed(text)),
+        Some(Scripted::ToolCall {
+            id,
+            name,
+            arguments,
+        }) => {
+            return Answer::ToolUse {
+                id,
+                name,
+                input: serde_json::from_str(arguments).unwrap_or_else(|_| json!({})),
+            };
+        }
+        None => {}
     }
     let last_user = messages
         .iter()
@@ -113,6 +130,7 @@ fn answer<'a>(
         .and_then(Value::as_str);
     if last_is_user && let Some(name) = first_tool {
         return Answer::ToolUse {
+            id: TOOL_USE_ID,
             name,
             input: json!({"query": user_text}),
         };
@@ -139,8 +157,8 @@ fn message_text(message: &Value) -> Cow<'_, str> {
 fn push_block(events: &mut EventBuffer, answer: &Answer<'_>) {
     let start_block = match answer {
         Answer::Text(_) => json!({"type": "text", "text": ""}),
-        Answer::ToolUse { name, .. } => {
-            json!({"type": "tool_use", "id": TOOL_USE_ID, "name": name, "input": {}})
+        Answer::ToolUse { id, name, .. } => {
+            json!({"type": "tool_use", "id": id, "name": name, "input": {}})
         }
     };
     events.push_named(

@@ -11,6 +11,7 @@ use serde_json::{Value, json};
 
 use crate::{
     body::{EventBuffer, MockBody, StreamEnd},
+    script::Scripted,
     server::{Shared, error_response, json_bytes_response, json_response, sse_response},
 };
 
@@ -23,10 +24,16 @@ struct ChatPlan<'a> {
     model: &'a str,
     /// The assistant text, or `None` for a tool call.
     text: Option<Cow<'a, str>>,
-    /// `(tool name, JSON arguments)`.
-    tool_call: Option<(&'a str, String)>,
+    tool_call: Option<PlannedCall<'a>>,
     choices: usize,
     usage: Usage,
+}
+
+struct PlannedCall<'a> {
+    id: &'a str,
+    name: &'a str,
+    /// JSON text.
+    arguments: Cow<'a, str>,
 }
 
 impl ChatPlan<'_> {
@@ -39,7 +46,7 @@ impl ChatPlan<'_> {
     }
 }
 
-fn plan_chat<'a>(request: &'a Value, text_override: Option<&'a str>) -> ChatPlan<'a> {
+fn plan_chat<'a>(request: &'a Value, scripted: Option<Scripted<'a>>) -> ChatPlan<'a> {
     let messages = messages(request);
     let prompt_tokens = messages
         .iter()
@@ -67,15 +74,38 @@ fn plan_chat<'a>(request: &'a Value, text_override: Option<&'a str>) -> ChatPlan
         .pointer("/response_format/type")
         .and_then(Value::as_str);
 
-    let (text, tool_call) = match (text_override, last_role, first_tool) {
-        (Some(text), _, _) => (Some(Cow::Borrowed(text)), None),
+    let (text, tool_call) = match (scripted, last_role, first_tool) {
+        (Some(Scripted::Text(text)), _, _) => (Some(Cow::Borrowed(text)), None),
+        (
+            Some(Scripted::ToolCall {
+                id,
+                name,
+                arguments,
+            }),
+            _,
+            _,
+        ) => (
+            None,
+            Some(PlannedCall {
+                id,
+                name,
+                arguments: Cow::Borrowed(arguments),
+            }),
+        ),
         (None, Some("tool"), _) => {
             let tool_text = content_text(last.and_then(|message| message.get("content")));
             (Some(Cow::Owned(format!("tool said: {tool_text}"))), None)
         }
         (None, Some("user"), Some(name)) => {
             let arguments = json!({ "query": last_user() }).to_string();
-            (None, Some((name, arguments)))
+            (
+                None,
+                Some(PlannedCall {
+                    id: TOOL_CALL_ID,
+                    name,
+                    arguments: Cow::Owned(arguments),
+                }),
+            )
         }
         (None, _, _) if matches!(response_format, Some("json_schema" | "json_object")) => (
             Some(Cow::Owned(json!({ "echo": last_user() }).to_string())),
@@ -90,7 +120,7 @@ fn plan_chat<'a>(request: &'a Value, text_override: Option<&'a str>) -> ChatPlan
         .clamp(1, MAX_CHOICES) as usize;
     let completion_words = match (&text, &tool_call) {
         (Some(text), _) => word_count(text),
-        (None, Some((_, arguments))) => word_count(arguments),
+        (None, Some(call)) => word_count(&call.arguments),
         (None, None) => 0,
     };
     let completion_tokens = completion_words * choices;
@@ -110,13 +140,13 @@ fn plan_chat<'a>(request: &'a Value, text_override: Option<&'a str>) -> ChatPlan
     }
 }
 
-/// `POST /v1/chat/completions`, default behaviour (`text_override` from [`crate::Reply::Text`]).
+/// `POST /v1/chat/completions`, default behaviour (or the scripted text or tool call).
 pub(crate) fn chat(
     shared: &Shared,
     request: &Value,
-    text_override: Option<&str>,
+    scripted: Option<Scripted<'_>>,
 ) -> Response<MockBody> {
-    let plan = plan_chat(request, text_override);
+    let plan = plan_chat(request, scripted);
     let id = format!("chatcmpl-mock-{}", shared.next_id());
     let created = unix_secs();
     if request.get("stream").and_then(Value::as_bool) == Some(true) {
@@ -133,14 +163,14 @@ pub(crate) fn chat(
         let events = chat_chunks(&plan, &header);
         return sse_response(shared.event_stream(events, shared.stream_delay_ms, StreamEnd::Clean));
     }
-    let tool_calls = plan.tool_call.as_ref().map(|(name, arguments)| {
+    let tool_calls = plan.tool_call.as_ref().map(|call| {
         [ToolCall {
             index: None,
-            id: Some(TOOL_CALL_ID),
+            id: Some(call.id),
             kind: Some("function"),
             function: FunctionCall {
-                name: Some(name),
-                arguments,
+                name: Some(call.name),
+                arguments: &call.arguments,
             },
         }]
     });
@@ -204,7 +234,7 @@ fn chat_chunks(plan: &ChatPlan<'_>, header: &ChunkHeader<'_>) -> EventBuffer {
     let fragments = plan
         .tool_call
         .as_ref()
-        .map(|(_, arguments)| fragments(arguments, 8))
+        .map(|call| fragments(&call.arguments, 8))
         .unwrap_or_default();
     let per_choice = 2 + words.len() + fragments.len();
     let events = plan.choices * per_choice + 2;
@@ -222,16 +252,16 @@ fn chat_chunks(plan: &ChatPlan<'_>, header: &ChunkHeader<'_>) -> EventBuffer {
     let mut word = String::new();
     for index in 0..plan.choices {
         match &plan.tool_call {
-            Some((name, _)) => {
+            Some(call) => {
                 let opening = Delta {
                     role: Some("assistant"),
                     content: Some(None),
                     tool_calls: Some([ToolCall {
                         index: Some(0),
-                        id: Some(TOOL_CALL_ID),
+                        id: Some(call.id),
                         kind: Some("function"),
                         function: FunctionCall {
-                            name: Some(name),
+                            name: Some(call.name),
                             arguments: "",
                         },
                     }]),

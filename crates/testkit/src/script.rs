@@ -80,6 +80,14 @@ pub enum Reply {
     /// call). Honours `"stream": true` on chat and messages routes; the embeddings route ignores
     /// the text.
     Text(String),
+    /// The default reply shape, calling tool `name` with `arguments` (JSON text) under call id
+    /// `id`, whatever the request's tools. Honours `"stream": true` on chat and messages
+    /// routes. This is how tests script an agent's steps.
+    ToolCall {
+        id: String,
+        name: String,
+        arguments: String,
+    },
     /// A JSON body with a status and extra headers.
     Json {
         status: u16,
@@ -157,6 +165,15 @@ impl Reply {
         Reply::Text(text.to_owned())
     }
 
+    /// A call to tool `name` with `arguments` under call id `id`. Same as [`Reply::ToolCall`].
+    pub fn tool_call(id: &str, name: &str, arguments: &Value) -> Reply {
+        Reply::ToolCall {
+            id: id.to_owned(),
+            name: name.to_owned(),
+            arguments: arguments.to_string(),
+        }
+    }
+
     /// Waits `ms`, then sends `self`.
     #[must_use]
     pub fn delayed(self, ms: u64) -> Reply {
@@ -174,6 +191,17 @@ fn error_type(status: u16) -> &'static str {
         500..=599 => "server_error",
         _ => "invalid_request_error",
     }
+}
+
+/// What a scripted reply puts in the default reply shape.
+#[derive(Clone, Copy, Debug)]
+pub(crate) enum Scripted<'a> {
+    Text(&'a str),
+    ToolCall {
+        id: &'a str,
+        name: &'a str,
+        arguments: &'a str,
+    },
 }
 
 pub(crate) fn error_body(message: &str, kind: &str, code: Value) -> Value {

@@ -25,7 +25,7 @@ use crate::{
     RecordedRequest, Reply, Script, anthropic,
     body::{EventBuffer, EventStream, MockBody, StreamEnd},
     openai,
-    script::error_body,
+    script::{Scripted, error_body},
 };
 
 /// The routes the mock knows; everything else is a 404.
@@ -209,7 +209,23 @@ async fn handle(shared: &Shared, request: Request<Incoming>) -> Response<MockBod
                 &parts.method,
                 path,
                 json.as_ref(),
-                Some(&text),
+                Some(Scripted::Text(&text)),
+            ),
+            Reply::ToolCall {
+                id,
+                name,
+                arguments,
+            } => default_reply(
+                shared,
+                route,
+                &parts.method,
+                path,
+                json.as_ref(),
+                Some(Scripted::ToolCall {
+                    id: &id,
+                    name: &name,
+                    arguments: &arguments,
+                }),
             ),
             Reply::Json {
                 status,
@@ -285,7 +301,7 @@ fn default_reply(
     method: &Method,
     path: &str,
     json: Option<&Value>,
-    text: Option<&str>,
+    scripted: Option<Scripted<'_>>,
 ) -> Response<MockBody> {
     match (route, json) {
         (Route::Models, _) => json_response(StatusCode::OK, &openai::models()),
@@ -299,9 +315,9 @@ fn default_reply(
              aren't using your HTTP library correctly. The OpenAI API expects a JSON payload, but \
              what was sent was not valid JSON.)",
         ),
-        (Route::Chat, Some(request)) => openai::chat(shared, request, text),
+        (Route::Chat, Some(request)) => openai::chat(shared, request, scripted),
         (Route::Embeddings, Some(request)) => openai::embeddings(request),
-        (Route::Messages, Some(request)) => anthropic::messages(shared, request, text),
+        (Route::Messages, Some(request)) => anthropic::messages(shared, request, scripted),
     }
 }
 

@@ -73,26 +73,7 @@ pub(crate) async fn ground(
         });
     }
     let knowledge = knowledge(state)?;
-    let mut store_ids = Vec::with_capacity(options.vector_store_ids.len());
-    for store_id in &options.vector_store_ids {
-        // An id, or (for aliases bound in the configuration) a name of the caller's tenant.
-        let store = knowledge
-            .find_store(&principal.tenant.id, store_id)
-            .await?
-            .ok_or_else(|| landfall_knowledge::KnowledgeError::NotFound {
-                entity: "vector store",
-                id: store_id.clone(),
-            })?;
-        if !principal.may_use_knowledge_base(&store.id)
-            && !principal.may_use_knowledge_base(&store.name)
-        {
-            return Err(landfall_knowledge::KnowledgeError::Forbidden {
-                store_id: store_id.clone(),
-            }
-            .into());
-        }
-        store_ids.push(store.id);
-    }
+    let store_ids = resolve_stores(knowledge, principal, &options.vector_store_ids).await?;
     let Some(question) = request
         .messages
         .iter()
@@ -142,26 +123,65 @@ pub(crate) async fn ground(
     Ok(Some(hits))
 }
 
-/// The system prompt: `instructions`, then each source as `[n] filename, page: text`.
+/// The ids of `stores` (ids, or names of the caller's tenant, as aliases bound in the
+/// configuration name them), each checked against the key's scopes.
+///
+/// # Errors
+/// `NotFound` for a store the tenant does not have, `Forbidden` for one the key may not read.
+pub(crate) async fn resolve_stores(
+    knowledge: &landfall_knowledge::Knowledge,
+    principal: &Principal,
+    stores: &[String],
+) -> Result<Vec<String>, ApiError> {
+    let mut store_ids = Vec::with_capacity(stores.len());
+    for store_id in stores {
+        let store = knowledge
+            .find_store(&principal.tenant.id, store_id)
+            .await?
+            .ok_or_else(|| landfall_knowledge::KnowledgeError::NotFound {
+                entity: "vector store",
+                id: store_id.clone(),
+            })?;
+        if !principal.may_use_knowledge_base(&store.id)
+            && !principal.may_use_knowledge_base(&store.name)
+        {
+            return Err(landfall_knowledge::KnowledgeError::Forbidden {
+                store_id: store_id.clone(),
+            }
+            .into());
+        }
+        store_ids.push(store.id);
+    }
+    Ok(store_ids)
+}
+
+/// The system prompt: `instructions`, then the numbered sources.
 fn prompt(instructions: &str, hits: &[SearchHit]) -> String {
     let mut prompt = String::from(instructions.trim_end());
     prompt.push_str("\n\nSources:\n");
+    prompt.push_str(&numbered_sources(hits, 1));
+    prompt
+}
+
+/// Each source as `[n] filename, page: text`, numbered from `first`.
+pub(crate) fn numbered_sources(hits: &[SearchHit], first: usize) -> String {
     if hits.is_empty() {
-        prompt.push_str("(none found)\n");
+        return "(none found)\n".to_owned();
     }
+    let mut text = String::new();
     for (index, hit) in hits.iter().enumerate() {
         let page = hit
             .page
             .map(|page| format!(", page {page}"))
             .unwrap_or_default();
-        prompt.push_str(&format!(
+        text.push_str(&format!(
             "[{}] {}{page}:\n{}\n\n",
-            index + 1,
+            index + first,
             hit.filename,
             hit.text
         ));
     }
-    prompt
+    text
 }
 
 fn source_json(number: usize, hit: &SearchHit) -> Value {
@@ -180,9 +200,15 @@ fn source_json(number: usize, hit: &SearchHit) -> Value {
     })
 }
 
-/// `file_citation` annotations for each `[n]` in `text` that names a source; indexes are
-/// character offsets of the marker.
-fn annotations(text: &str, hits: &[SearchHit]) -> Vec<Value> {
+/// A `[n]` citation marker in an answer: character offsets of the brackets and `n`.
+pub(crate) struct Marker {
+    pub(crate) start: usize,
+    pub(crate) end: usize,
+    pub(crate) number: usize,
+}
+
+/// Every `[n]` in `text` with `n` in `1..=sources`, in order.
+pub(crate) fn markers(text: &str, sources: usize) -> Vec<Marker> {
     let chars: Vec<char> = text.chars().collect();
     let mut found = Vec::new();
     let mut position = 0;
@@ -192,21 +218,13 @@ fn annotations(text: &str, hits: &[SearchHit]) -> Vec<Value> {
         {
             let inside: String = chars[position + 1..position + 1 + length].iter().collect();
             if let Ok(number) = inside.trim().parse::<usize>()
-                && (1..=hits.len()).contains(&number)
+                && (1..=sources).contains(&number)
             {
-                let hit = &hits[number - 1];
-                found.push(json!({
-                    "type": "file_citation",
-                    "file_citation": {
-                        "start_index": position,
-                        "end_index": position + length + 2,
-                        "index": number,
-                        "file_id": hit.file_id,
-                        "filename": hit.filename,
-                        "page": hit.page,
-                        "chunk_id": hit.chunk_id,
-                    },
-                }));
+                found.push(Marker {
+                    start: position,
+                    end: position + length + 2,
+                    number,
+                });
                 position += length + 2;
                 continue;
             }
@@ -214,6 +232,29 @@ fn annotations(text: &str, hits: &[SearchHit]) -> Vec<Value> {
         position += 1;
     }
     found
+}
+
+/// `file_citation` annotations for each `[n]` in `text` that names a source; indexes are
+/// character offsets of the marker.
+fn annotations(text: &str, hits: &[SearchHit]) -> Vec<Value> {
+    markers(text, hits.len())
+        .into_iter()
+        .map(|marker| {
+            let hit = &hits[marker.number - 1];
+            json!({
+                "type": "file_citation",
+                "file_citation": {
+                    "start_index": marker.start,
+                    "end_index": marker.end,
+                    "index": marker.number,
+                    "file_id": hit.file_id,
+                    "filename": hit.filename,
+                    "page": hit.page,
+                    "chunk_id": hit.chunk_id,
+                },
+            })
+        })
+        .collect()
 }
 
 /// Adds the annotations and sources to a whole completion.

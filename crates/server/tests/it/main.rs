@@ -18,5 +18,6 @@ mod knowledge;
 mod knowledge_models;
 mod local_models;
 mod protection;
+mod responses;
 mod routing;
 mod streaming;

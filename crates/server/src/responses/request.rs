@@ -1,0 +1,437 @@
+//! The `/v1/responses` request as OpenAI defines it, and its input items as chat messages.
+
+use landfall_types::{
+    ChatMessage, Extra, FunctionCall, FunctionDefinition, MessageContent, Role, Tool, ToolCall,
+};
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value, json};
+
+use crate::ApiError;
+
+#[derive(Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct CreateResponse {
+    #[serde(default)]
+    pub(crate) model: Option<String>,
+    #[serde(default)]
+    pub(crate) input: Option<Input>,
+    #[serde(default)]
+    pub(crate) instructions: Option<String>,
+    #[serde(default)]
+    pub(crate) tools: Vec<Value>,
+    #[serde(default)]
+    pub(crate) tool_choice: Option<Value>,
+    #[serde(default)]
+    pub(crate) max_tool_calls: Option<u32>,
+    #[serde(default)]
+    pub(crate) parallel_tool_calls: Option<bool>,
+    #[serde(default)]
+    pub(crate) previous_response_id: Option<String>,
+    #[serde(default)]
+    pub(crate) store: Option<bool>,
+    #[serde(default)]
+    pub(crate) stream: Option<bool>,
+    #[serde(default)]
+    pub(crate) stream_options: Option<Value>,
+    #[serde(default)]
+    pub(crate) temperature: Option<f64>,
+    #[serde(default)]
+    pub(crate) top_p: Option<f64>,
+    #[serde(default)]
+    pub(crate) max_output_tokens: Option<u32>,
+    #[serde(default)]
+    pub(crate) metadata: Option<Map<String, Value>>,
+    #[serde(default)]
+    pub(crate) text: Option<Value>,
+    #[serde(default)]
+    pub(crate) user: Option<String>,
+    #[serde(default)]
+    pub(crate) safety_identifier: Option<String>,
+    #[serde(default)]
+    pub(crate) prompt_cache_key: Option<String>,
+    #[serde(default)]
+    pub(crate) include: Vec<String>,
+    #[serde(default)]
+    pub(crate) truncation: Option<String>,
+    #[serde(default)]
+    pub(crate) reasoning: Option<Value>,
+    #[serde(default)]
+    pub(crate) service_tier: Option<String>,
+    #[serde(default)]
+    pub(crate) background: Option<bool>,
+    #[serde(default)]
+    pub(crate) prompt: Option<Value>,
+    #[serde(default)]
+    pub(crate) conversation: Option<Value>,
+}
+
+#[derive(Debug, Deserialize, Serialize)]
+#[serde(untagged)]
+pub(crate) enum Input {
+    Text(String),
+    Items(Vec<Value>),
+}
+
+fn invalid(param: &'static str, message: impl Into<String>) -> ApiError {
+    ApiError::InvalidValue {
+        message: message.into(),
+        param,
+    }
+}
+
+/// The input as chat messages: a string is one user message; items map to messages, an
+/// assistant's function calls to its `tool_calls`, their outputs to `tool` messages.
+///
+/// # Errors
+/// `InvalidValue` naming the item that cannot be used.
+pub(crate) fn input_messages(input: Option<Input>) -> Result<Vec<ChatMessage>, ApiError> {
+    let items = match input {
+        None => return Ok(Vec::new()),
+        Some(Input::Text(text)) => return Ok(vec![ChatMessage::text(Role::User, text)]),
+        Some(Input::Items(items)) => items,
+    };
+    let mut messages = Vec::with_capacity(items.len());
+    for (index, item) in items.into_iter().enumerate() {
+        push_item(&mut messages, &item)
+            .map_err(|message| invalid("input", format!("input[{index}]: {message}")))?;
+    }
+    Ok(messages)
+}
+
+fn text_field<'a>(item: &'a Value, field: &str) -> Result<&'a str, String> {
+    item.get(field)
+        .and_then(Value::as_str)
+        .ok_or_else(|| format!("`{field}` must be a string"))
+}
+
+fn push_item(messages: &mut Vec<ChatMessage>, item: &Value) -> Result<(), String> {
+    let kind = match item.get("type").and_then(Value::as_str) {
+        Some(kind) => kind,
+        None if item.get("role").is_some() => "message",
+        None => return Err("an item needs a `type`".to_owned()),
+    };
+    match kind {
+        "message" => {
+            let role = match text_field(item, "role")? {
+                "user" => Role::User,
+                "assistant" => Role::Assistant,
+                "system" | "developer" => Role::System,
+                other => return Err(format!("unknown role `{other}`")),
+            };
+            let content = message_content(item.get("content"))?;
+            messages.push(ChatMessage {
+                content: Some(content),
+                ..ChatMessage::text(role, "")
+            });
+        }
+        "function_call" => {
+            let call = ToolCall {
+                id: text_field(item, "call_id")?.to_owned(),
+                kind: "function".to_owned(),
+                function: FunctionCall {
+                    name: text_field(item, "name")?.to_owned(),
+                    arguments: item
+                        .get("arguments")
+                        .and_then(Value::as_str)
+                        .unwrap_or("{}")
+                        .to_owned(),
+                },
+            };
+            push_call(messages, call);
+        }
+        "function_call_output" => {
+            let output = match item.get("output") {
+                Some(Value::String(text)) => text.clone(),
+                Some(Value::Array(parts)) => parts
+                    .iter()
+                    .filter_map(|part| part.get("text").and_then(Value::as_str))
+                    .collect::<Vec<_>>()
+                    .join(""),
+                _ => return Err("`output` must be a string or an array of text parts".to_owned()),
+            };
+            messages.push(ChatMessage {
+                tool_call_id: Some(text_field(item, "call_id")?.to_owned()),
+                ..ChatMessage::text(Role::Tool, output)
+            });
+        }
+        // A server tool call replayed from an earlier response: the call and what it returned.
+        "mcp_call" => {
+            let id = text_field(item, "id")?.to_owned();
+            push_call(
+                messages,
+                ToolCall {
+                    id: id.clone(),
+                    kind: "function".to_owned(),
+                    function: FunctionCall {
+                        name: text_field(item, "name")?.to_owned(),
+                        arguments: item
+                            .get("arguments")
+                            .and_then(Value::as_str)
+                            .unwrap_or("{}")
+                            .to_owned(),
+                    },
+                },
+            );
+            let output = match (item.get("output"), item.get("error")) {
+                (Some(Value::String(output)), _) => output.clone(),
+                (_, Some(Value::String(error))) => format!("error: {error}"),
+                _ => String::new(),
+            };
+            messages.push(ChatMessage {
+                tool_call_id: Some(id),
+                ..ChatMessage::text(Role::Tool, output)
+            });
+        }
+        // What the model thought and searched is not sent back to it.
+        "reasoning" | "file_search_call" => {}
+        "item_reference" => {
+            return Err(
+                "`item_reference` is not supported; continue with `previous_response_id`, or \
+                 send the items themselves"
+                    .to_owned(),
+            );
+        }
+        other => return Err(format!("input items of type `{other}` are not supported")),
+    }
+    Ok(())
+}
+
+/// Adds a call to the assistant message just before it (one turn's text and calls are one
+/// message), or starts an assistant message.
+fn push_call(messages: &mut Vec<ChatMessage>, call: ToolCall) {
+    if let Some(last) = messages.last_mut()
+        && last.role == Role::Assistant
+    {
+        last.tool_calls.get_or_insert_with(Vec::new).push(call);
+        return;
+    }
+    messages.push(ChatMessage {
+        content: None,
+        tool_calls: Some(vec![call]),
+        ..ChatMessage::text(Role::Assistant, "")
+    });
+}
+
+/// A message's content: a string, or parts (`input_text`, `output_text`, `input_image`).
+fn message_content(content: Option<&Value>) -> Result<MessageContent, String> {
+    let parts = match content {
+        Some(Value::String(text)) => return Ok(MessageContent::Text(text.clone())),
+        Some(Value::Array(parts)) => parts,
+        _ => return Err("`content` must be a string or an array of parts".to_owned()),
+    };
+    let mut converted = Vec::with_capacity(parts.len());
+    for part in parts {
+        let kind = part.get("type").and_then(Value::as_str).unwrap_or_default();
+        match kind {
+            "input_text" | "output_text" | "text" | "refusal" => {
+                let text = part
+                    .get("text")
+                    .or_else(|| part.get("refusal"))
+                    .and_then(Value::as_str)
+                    .ok_or_else(|| format!("a `{kind}` part needs its text"))?;
+                converted.push(json!({"type": "text", "text": text}));
+            }
+            "input_image" => {
+                let url = part
+                    .get("image_url")
+                    .and_then(Value::as_str)
+                    .ok_or_else(|| {
+                        "`input_image` needs an `image_url` (images by `file_id` are not supported)"
+                            .to_owned()
+                    })?;
+                let detail = part.get("detail").cloned().unwrap_or(json!("auto"));
+                converted.push(
+                    json!({"type": "image_url", "image_url": {"url": url, "detail": detail}}),
+                );
+            }
+            "input_file" => {
+                return Err(
+                    "`input_file` is not supported; add the file to a vector store and use the \
+                     `file_search` tool"
+                        .to_owned(),
+                );
+            }
+            other => return Err(format!("content parts of type `{other}` are not supported")),
+        }
+    }
+    let all_text = converted
+        .iter()
+        .all(|part| part.get("type").and_then(Value::as_str) == Some("text"));
+    if all_text {
+        let text: Vec<&str> = converted
+            .iter()
+            .filter_map(|part| part.get("text").and_then(Value::as_str))
+            .collect();
+        return Ok(MessageContent::Text(text.join("")));
+    }
+    Ok(MessageContent::Parts(converted))
+}
+
+/// A function tool of the request as a chat tool: the client runs it.
+///
+/// # Errors
+/// When the definition has no name.
+pub(crate) fn function_tool(tool: &Value) -> Result<Tool, ApiError> {
+    let name = tool
+        .get("name")
+        .and_then(Value::as_str)
+        .filter(|name| {
+            !name.is_empty()
+                && name.len() <= 64
+                && name
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
+        })
+        .ok_or_else(|| {
+            invalid(
+                "tools",
+                "a function tool needs a `name` of 1 to 64 letters, digits, `_` or `-`",
+            )
+        })?;
+    Ok(Tool {
+        kind: "function".to_owned(),
+        function: FunctionDefinition {
+            name: name.to_owned(),
+            description: tool
+                .get("description")
+                .and_then(Value::as_str)
+                .map(str::to_owned),
+            parameters: tool.get("parameters").cloned().filter(|p| !p.is_null()),
+            strict: tool.get("strict").and_then(Value::as_bool),
+            extra: Extra::new(),
+        },
+        extra: Extra::new(),
+    })
+}
+
+/// `tool_choice` in chat terms: `auto`, `none` and `required` as they are; a named function,
+/// `file_search` or MCP tool as a forced function call.
+///
+/// # Errors
+/// For a choice of another shape.
+pub(crate) fn tool_choice(choice: &Value) -> Result<Value, ApiError> {
+    match choice {
+        Value::String(mode) if matches!(mode.as_str(), "auto" | "none" | "required") => {
+            Ok(choice.clone())
+        }
+        Value::Object(object) => {
+            let name = match object.get("type").and_then(Value::as_str) {
+                Some("function" | "mcp") => object.get("name").and_then(Value::as_str),
+                Some("file_search") => Some("file_search"),
+                _ => None,
+            };
+            match name {
+                Some(name) => Ok(json!({"type": "function", "function": {"name": name}})),
+                None => Err(invalid(
+                    "tool_choice",
+                    "tool_choice must be `auto`, `none`, `required`, or name a function, MCP or \
+                     file_search tool",
+                )),
+            }
+        }
+        _ => Err(invalid(
+            "tool_choice",
+            "tool_choice must be `auto`, `none` or `required`, or an object",
+        )),
+    }
+}
+
+/// `text.format` as a chat `response_format`.
+///
+/// # Errors
+/// For a format other than `text`, `json_object` and `json_schema`.
+pub(crate) fn response_format(text: &Value) -> Result<Option<Value>, ApiError> {
+    let Some(format) = text.get("format") else {
+        return Ok(None);
+    };
+    match format.get("type").and_then(Value::as_str) {
+        Some("text") => Ok(None),
+        Some("json_object") => Ok(Some(json!({"type": "json_object"}))),
+        Some("json_schema") => {
+            let mut schema = format.clone();
+            if let Some(object) = schema.as_object_mut() {
+                object.remove("type");
+            }
+            Ok(Some(json!({"type": "json_schema", "json_schema": schema})))
+        }
+        _ => Err(invalid(
+            "text.format",
+            "text.format.type must be `text`, `json_object` or `json_schema`",
+        )),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, reason = "tests")]
+
+    use super::*;
+
+    fn items(value: Value) -> Result<Vec<ChatMessage>, ApiError> {
+        input_messages(Some(serde_json::from_value(value).unwrap()))
+    }
+
+    #[test]
+    fn items_become_chat_messages() {
+        let messages = items(json!([
+            {"role": "developer", "content": "be brief"},
+            {"type": "message", "role": "user", "content": [{"type": "input_text", "text": "hi"}]},
+            {"type": "message", "role": "assistant", "content": [{"type": "output_text", "text": "let me look", "annotations": []}]},
+            {"type": "function_call", "call_id": "c1", "name": "lookup", "arguments": "{\"sku\":\"A\"}"},
+            {"type": "function_call", "call_id": "c2", "name": "lookup", "arguments": "{}"},
+            {"type": "function_call_output", "call_id": "c1", "output": "in stock"},
+            {"type": "reasoning", "id": "rs_1", "summary": []},
+        ]))
+        .unwrap();
+        assert_eq!(messages.len(), 4);
+        assert_eq!(messages[0].role, Role::System);
+        assert_eq!(messages[1].text_content(), "hi");
+        assert_eq!(messages[2].text_content(), "let me look");
+        let calls = messages[2].tool_calls.as_ref().unwrap();
+        assert_eq!(calls.len(), 2);
+        assert_eq!(calls[1].id, "c2");
+        assert_eq!(messages[3].role, Role::Tool);
+        assert_eq!(messages[3].tool_call_id.as_deref(), Some("c1"));
+    }
+
+    #[test]
+    fn unusable_items_name_their_position() {
+        let cases = [
+            (
+                json!([{"type": "item_reference", "id": "msg_1"}]),
+                "input[0]: `item_reference`",
+            ),
+            (json!(["x", {"role": "tool", "content": "x"}]), "input[0]"),
+            (
+                json!([{"role": "user", "content": "a"}, {"role": "robot", "content": "x"}]),
+                "input[1]: unknown role",
+            ),
+            (json!([{"type": "function_call", "name": "f"}]), "`call_id`"),
+            (
+                json!([{"role": "user", "content": [{"type": "input_file", "file_id": "f"}]}]),
+                "file_search",
+            ),
+        ];
+        for (value, expected) in cases {
+            let error = match serde_json::from_value::<Input>(value.clone()) {
+                Ok(input) => input_messages(Some(input)).unwrap_err(),
+                Err(_) => continue,
+            };
+            let ApiError::InvalidValue { message, .. } = error else {
+                panic!("{value}: {error:?}")
+            };
+            assert!(message.contains(expected), "{value}: {message}");
+        }
+    }
+
+    #[test]
+    fn tool_choices_map_to_chat() {
+        assert_eq!(tool_choice(&json!("required")).unwrap(), json!("required"));
+        assert_eq!(
+            tool_choice(&json!({"type": "file_search"})).unwrap(),
+            json!({"type": "function", "function": {"name": "file_search"}})
+        );
+        assert!(tool_choice(&json!("sometimes")).is_err());
+        assert!(tool_choice(&json!({"type": "web_search"})).is_err());
+    }
+}
