@@ -304,10 +304,16 @@ async fn hot_swap_under_load_fails_no_request() {
         from_toml(next, &Environment::default())
     }));
 
+    // Each request records the reload generation it started in. The driver reloads only once
+    // a request of the current generation has finished, so the test follows the machine's
+    // speed instead of a clock: on a loaded CI runner one generation can take seconds.
+    let generation = Arc::new(AtomicUsize::new(0));
+    let finished = Arc::new(std::sync::Mutex::new(Vec::<usize>::new()));
     let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
     let mut clients = Vec::new();
     for client in 0..4 {
         let (landfall, stop) = (landfall.clone(), stop.clone());
+        let (generation, finished) = (generation.clone(), finished.clone());
         clients.push(tokio::spawn(async move {
             let mut outcomes = Vec::new();
             let mut turn = 0;
@@ -315,33 +321,52 @@ async fn hot_swap_under_load_fails_no_request() {
                 let mut request = greedy("chat", "Say hello.", 6);
                 request["stream"] = json!((client + turn) % 2 == 0);
                 turn += 1;
+                let started_in = generation.load(Ordering::SeqCst);
                 let response = landfall.chat(request).await;
                 let status = response.status().as_u16();
                 let target = header(&response, "x-landfall-target").to_owned();
                 let body = response.text().await.unwrap_or_default();
                 let complete = body.contains("\"finish_reason\":\"length\"")
                     || body.contains("\"finish_reason\":\"stop\"");
-                outcomes.push((status, target, complete, body));
+                finished.lock().unwrap().push(started_in);
+                outcomes.push((started_in, status, target, complete, body));
             }
             outcomes
         }));
     }
+    let one_finished_in = |wanted: usize| {
+        let finished = finished.clone();
+        async move {
+            let deadline = tokio::time::Instant::now() + Duration::from_secs(120);
+            while !finished.lock().unwrap().contains(&wanted) {
+                assert!(
+                    tokio::time::Instant::now() < deadline,
+                    "no request of generation {wanted} finished"
+                );
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        }
+    };
     let post = reqwest::Method::POST;
-    for _ in 0..3 {
-        tokio::time::sleep(Duration::from_millis(2_500)).await;
+    for next in 1..=3 {
+        one_finished_in(next - 1).await;
         let (status, body) = landfall
             .local_admin(post.clone(), "/admin/v1/reload", None)
             .await;
         assert_eq!(status, 200, "{body}");
+        generation.store(next, Ordering::SeqCst);
     }
-    tokio::time::sleep(Duration::from_millis(2_500)).await;
+    one_finished_in(3).await;
     stop.store(true, Ordering::SeqCst);
     let mut targets = std::collections::BTreeSet::new();
     let mut total = 0;
     for client in clients {
-        for (status, target, complete, body) in client.await.unwrap() {
+        for (started_in, status, target, complete, body) in client.await.unwrap() {
             assert_eq!(status, 200, "{body}");
             assert!(complete, "a request broke off: {body}");
+            if started_in == 3 {
+                assert_eq!(target, "green/chat", "started after the last swap");
+            }
             targets.insert(target);
             total += 1;
         }
