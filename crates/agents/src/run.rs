@@ -530,9 +530,15 @@ async fn execute_inner(
             name: call.name.clone(),
         });
     };
-    hooks
-        .before_call(tool.spec(), &call.call_id, &arguments)
-        .await?;
+    // An approval may wait; never past the run's deadline.
+    tokio::time::timeout_at(
+        context.deadline.into(),
+        hooks.before_call(tool.spec(), &call.call_id, &arguments),
+    )
+    .await
+    .map_err(|_| ToolError::Refused {
+        message: "the call was not approved before the response's deadline".to_owned(),
+    })??;
     let deadline = (Instant::now() + limits.tool_timeout).min(context.deadline);
     let context = ToolContext {
         deadline,

@@ -201,6 +201,9 @@ impl From<SearchModeArg> for landfall_knowledge::SearchMode {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    // Every TLS client in the process (providers, tools, stores) uses ring; installing it as
+    // the default lets a client that does not name a provider find one.
+    let _ = rustls::crypto::ring::default_provider().install_default();
     // `serve` sets logging up once it has read its configuration, which says where traces go.
     if !matches!(cli.command, Command::Serve { .. })
         && let Err(error) = init_logging(cli.log_format, None, false)

@@ -77,6 +77,9 @@ pub(crate) enum KeyCommand {
         /// Knowledge bases the key may read (comma-separated); all when absent.
         #[arg(long, value_delimiter = ',')]
         knowledge_bases: Option<Vec<String>>,
+        /// `[tools.NAME]` entries the key may have run (comma-separated); all when absent.
+        #[arg(long, value_delimiter = ',')]
+        tools: Option<Vec<String>>,
         /// Expiry, unix seconds.
         #[arg(long)]
         expires_at: Option<i64>,
@@ -269,6 +272,7 @@ pub(crate) fn keys(config_path: Option<&Path>, command: KeyCommand) -> anyhow::R
                 name,
                 models,
                 knowledge_bases,
+                tools,
                 expires_at,
                 limits,
                 json,
@@ -279,6 +283,9 @@ pub(crate) fn keys(config_path: Option<&Path>, command: KeyCommand) -> anyhow::R
                 }
                 if let Some(knowledge_bases) = knowledge_bases {
                     scopes.insert("knowledge_bases".to_owned(), json!(knowledge_bases));
+                }
+                if let Some(tools) = tools {
+                    scopes.insert("tools".to_owned(), json!(tools));
                 }
                 let fields = [
                     ("tenant_id", Some(Value::from(tenant))),

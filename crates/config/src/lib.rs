@@ -13,6 +13,7 @@ mod local;
 mod model;
 mod observability;
 mod secret;
+mod tools;
 mod validate;
 
 use std::path::Path;
@@ -39,6 +40,11 @@ pub use model::{
 };
 pub use observability::{AuditBodies, AuditConfig, MetricsAccess, MetricsConfig, TelemetryConfig};
 pub use secret::Secret;
+pub use tools::{
+    ApiKeyLocation, EmailToolConfig, HttpAuth, HttpToolConfig, McpToolConfig, SmtpSecurity,
+    SqlToolConfig, TicketToolConfig, ToolConfig, ToolKindConfig, WeatherProvider,
+    WeatherToolConfig,
+};
 
 /// One problem in a configuration, at a dotted path such as `providers.openai.base_url`.
 #[derive(Debug, Clone, PartialEq, Eq)]

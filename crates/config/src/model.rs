@@ -32,6 +32,8 @@ pub struct Config {
     pub knowledge: crate::KnowledgeConfig,
     pub guardrails: crate::GuardrailsConfig,
     pub agents: crate::AgentsConfig,
+    /// Tools Landfall runs for the model, by the name requests and allowlists use.
+    pub tools: BTreeMap<String, crate::ToolConfig>,
 }
 
 #[derive(Debug, Clone, Deserialize)]

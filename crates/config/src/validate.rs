@@ -6,6 +6,7 @@ use std::collections::BTreeMap;
 use serde::de::DeserializeOwned;
 
 use crate::model::HTTP_KEYS;
+use crate::tools::{COMMON_TOOL_KEYS, CommonToolKeys};
 use crate::{
     AccountingConfig, AuditConfig, AuthConfig, CacheConfig, Config, ConfigError, ConfigErrors,
     Environment, HttpSettings, KvBackend, LimitsConfig, MetadataBackend, MetricsAccess,
@@ -16,6 +17,7 @@ use crate::{
     AgentsConfig, EmbedderConfig, GuardrailsConfig, KnowledgeConfig, RerankerConfig,
     VectorIndexConfig,
 };
+use crate::{ToolConfig, ToolKindConfig};
 
 const SECTIONS: &[&str] = &[
     "server",
@@ -34,6 +36,7 @@ const SECTIONS: &[&str] = &[
     "knowledge",
     "guardrails",
     "agents",
+    "tools",
 ];
 
 #[derive(Default)]
@@ -85,6 +88,7 @@ pub(crate) fn validate(
     for (path, message) in agents.problems() {
         errors.push(path, message);
     }
+    let tools = tools(table.remove("tools"), environment, &mut errors);
 
     check_auth(&mut auth, environment, &mut errors);
     check_storage(&mut storage, environment, &mut errors);
@@ -119,6 +123,7 @@ pub(crate) fn validate(
             knowledge,
             guardrails,
             agents,
+            tools,
         })
     } else {
         Err(ConfigErrors(errors.0))
@@ -194,6 +199,55 @@ fn providers(value: Option<toml::Value>, errors: &mut Errors) -> BTreeMap<String
         }
     }
     providers
+}
+
+/// `[tools.NAME]`: the common keys apart from the type's own, secrets resolved.
+fn tools(
+    value: Option<toml::Value>,
+    environment: &Environment,
+    errors: &mut Errors,
+) -> BTreeMap<String, ToolConfig> {
+    let mut tools = BTreeMap::new();
+    for (name, value) in entries(value, "tools", errors) {
+        let path = format!("tools.{name}");
+        let toml::Value::Table(mut table) = value else {
+            errors.push(path, "expected a table");
+            continue;
+        };
+        if !table.contains_key("type") {
+            errors.push(
+                format!("{path}.type"),
+                "missing tool type (\"http\", \"sql\", \"email\", \"ticket\", \"weather\" or \"mcp\")",
+            );
+            continue;
+        }
+        let common: toml::Table = COMMON_TOOL_KEYS
+            .iter()
+            .filter_map(|key| table.remove(*key).map(|value| ((*key).to_owned(), value)))
+            .collect();
+        let common: Option<CommonToolKeys> = deserialize(toml::Value::Table(common), &path, errors);
+        let kind: Option<ToolKindConfig> = deserialize(toml::Value::Table(table), &path, errors);
+        let (Some(common), Some(mut kind)) = (common, kind) else {
+            continue;
+        };
+        for secret in kind.secrets_mut() {
+            if let Err(message) = secret.resolve(environment) {
+                errors.push(path.clone(), message);
+            }
+        }
+        let tool = ToolConfig {
+            description: common.description,
+            tenants: common.tenants,
+            require_approval: common.require_approval,
+            timeout_ms: common.timeout_ms,
+            kind,
+        };
+        for (path, message) in crate::tools::problems(&name, &tool) {
+            errors.push(path, message);
+        }
+        tools.insert(name, tool);
+    }
+    tools
 }
 
 fn models(value: Option<toml::Value>, errors: &mut Errors) -> BTreeMap<String, ModelConfig> {

@@ -582,6 +582,14 @@ impl Admin {
                 ));
             }
         }
+        for (index, name) in scopes.tools.iter().flatten().enumerate() {
+            if name.is_empty() {
+                return Err(invalid(
+                    format!("scopes.tools[{index}]"),
+                    "must not be empty",
+                ));
+            }
+        }
         Ok(scopes)
     }
 }

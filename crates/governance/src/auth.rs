@@ -43,6 +43,16 @@ impl Principal {
             .as_ref()
             .is_none_or(|allowed| allowed.iter().any(|name| name == knowledge_base))
     }
+
+    /// Whether the key's scopes allow the `[tools.NAME]` entry.
+    #[must_use]
+    pub fn may_use_tool(&self, tool: &str) -> bool {
+        let Some(key) = &self.key else { return true };
+        key.scopes
+            .tools
+            .as_ref()
+            .is_none_or(|allowed| allowed.iter().any(|name| name == tool))
+    }
 }
 
 pub(crate) const ANONYMOUS: &str = "anonymous";

@@ -13,7 +13,9 @@ use serde::de::DeserializeOwned;
 
 use crate::extract::JsonBody;
 use crate::routes::json_response;
-use crate::{ApiError, AppState, audit, auth, guardrail_admin, model_admin, observe, reviews};
+use crate::{
+    ApiError, AppState, approvals, audit, auth, guardrail_admin, model_admin, observe, reviews,
+};
 
 pub(crate) fn router(state: AppState) -> Router<AppState> {
     Router::new()
@@ -40,6 +42,10 @@ pub(crate) fn router(state: AppState) -> Router<AppState> {
         .route("/models/{name}/load", post(model_admin::load))
         .route("/models/{name}/unload", post(model_admin::unload))
         .route("/reload", post(model_admin::reload))
+        .route("/approvals", get(approvals::list))
+        .route("/approvals/{id}", get(approvals::get))
+        .route("/approvals/{id}/approve", post(approvals::approve))
+        .route("/approvals/{id}/reject", post(approvals::reject))
         .route("/reviews", get(reviews::list))
         .route("/reviews/{id}", get(reviews::get))
         .route("/reviews/{id}/approve", post(reviews::approve))

@@ -71,6 +71,15 @@ pub enum ApiError {
         id: String,
         status: &'static str,
     },
+    /// No tool approval has this id.
+    ApprovalNotFound {
+        id: String,
+    },
+    /// The approval was already decided or expired.
+    ApprovalDecided {
+        id: String,
+        status: String,
+    },
     /// Guardrail rules that do not compile, or a stale version (admin changes).
     InvalidRules {
         problems: String,
@@ -296,6 +305,18 @@ impl ApiError {
                 Some("review_decided"),
                 format!("review `{id}` is already {status}"),
             ),
+            Self::ApprovalNotFound { id } => mapped(
+                StatusCode::NOT_FOUND,
+                INVALID,
+                Some("approval_not_found"),
+                format!("no tool approval `{id}`"),
+            ),
+            Self::ApprovalDecided { id, status } => mapped(
+                StatusCode::CONFLICT,
+                INVALID,
+                Some("approval_decided"),
+                format!("tool approval `{id}` is already {status}"),
+            ),
             Self::InvalidRules { problems } => mapped(
                 StatusCode::BAD_REQUEST,
                 INVALID,
@@ -501,7 +522,7 @@ fn swap_error(error: crate::SwapError) -> Mapped {
         SwapError::NotFound { .. } => {
             mapped(StatusCode::NOT_FOUND, INVALID, Some("not_found"), message)
         }
-        SwapError::Config(_) | SwapError::Build(_) => mapped(
+        SwapError::Config(_) | SwapError::Build(_) | SwapError::Tools(_) => mapped(
             StatusCode::BAD_REQUEST,
             INVALID,
             Some("invalid_configuration"),

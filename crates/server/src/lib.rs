@@ -5,6 +5,7 @@
 //! `landfall-gateway`. Nothing here knows a provider's wire format.
 
 mod admin;
+mod approvals;
 mod audit;
 mod auth;
 mod error;
@@ -21,8 +22,10 @@ mod observe;
 mod routes;
 mod sse;
 mod swap;
+mod tools;
 
 pub use swap::{ConfigSource, SwapError};
+pub use tools::ToolsError;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -70,7 +73,8 @@ struct Inner {
     max_body_bytes: usize,
     ready: AtomicBool,
     trace_context: std::sync::OnceLock<Arc<dyn TraceContext>>,
-    knowledge: std::sync::OnceLock<Arc<Knowledge>>,
+    /// Shared with the tools, which read e-mail attachments from its files.
+    knowledge: Arc<std::sync::OnceLock<Arc<Knowledge>>>,
     knowledge_search: landfall_config::SearchConfig,
     /// Largest `/v1/files` body: the file limit plus room for the multipart envelope.
     upload_limit: usize,
@@ -99,6 +103,8 @@ pub enum StartError {
     Models(#[from] SwapError),
     #[error("guardrails: {0}")]
     Guardrails(#[from] landfall_guardrails::GuardrailsError),
+    #[error("tools: {0}")]
+    Tools(#[from] tools::ToolsError),
     #[error("guardrails: cannot read the saved rule set: {0}")]
     GuardrailStore(#[from] landfall_storage::StoreError),
 }
@@ -119,7 +125,9 @@ impl AppState {
             .then_some(config.metrics.access);
         let locals = landfall_providers::LocalModels::default();
         let gateway = Gateway::build(config, accounting.metrics(), &locals)?;
-        let routes = swap::Routes::new(config.clone(), gateway, locals);
+        let knowledge = Arc::new(std::sync::OnceLock::new());
+        let tools = tools::build(config, &knowledge)?;
+        let routes = swap::Routes::new(config.clone(), gateway, locals, tools);
         let guardrails = landfall_guardrails::Guardrails::compile(&config.guardrails, 0)?;
         Ok(Self {
             inner: Arc::new(Inner {
@@ -132,7 +140,7 @@ impl AppState {
                 max_body_bytes: config.server.max_body_bytes,
                 ready: AtomicBool::new(true),
                 trace_context: std::sync::OnceLock::new(),
-                knowledge: std::sync::OnceLock::new(),
+                knowledge,
                 knowledge_search: config.knowledge.search.clone(),
                 upload_limit: usize::try_from(config.knowledge.max_file_bytes)
                     .unwrap_or(usize::MAX)

@@ -21,12 +21,19 @@ pub(crate) struct Routes {
     pub(crate) gateway: Arc<Gateway>,
     pub(crate) model_knowledge: HashMap<String, ModelKnowledge>,
     pub(crate) locals: LocalModels,
+    /// The `[tools.NAME]` entries, built.
+    pub(crate) tools: Arc<landfall_tools::Registry>,
     /// What these routes were built from; model changes through the admin API start here.
     pub(crate) config: Config,
 }
 
 impl Routes {
-    pub(crate) fn new(config: Config, gateway: Gateway, locals: LocalModels) -> Self {
+    pub(crate) fn new(
+        config: Config,
+        gateway: Gateway,
+        locals: LocalModels,
+        tools: landfall_tools::Registry,
+    ) -> Self {
         Self {
             gateway: Arc::new(gateway),
             model_knowledge: config
@@ -35,6 +42,7 @@ impl Routes {
                 .filter_map(|(name, model)| Some((name.clone(), model.knowledge.clone()?)))
                 .collect(),
             locals,
+            tools: Arc::new(tools),
             config,
         }
     }
@@ -49,6 +57,8 @@ pub enum SwapError {
     Config(ConfigErrors),
     #[error(transparent)]
     Build(#[from] landfall_gateway::StartError),
+    #[error("tools: {0}")]
+    Tools(#[from] crate::tools::ToolsError),
     #[error("local model `{name}` could not be loaded: {reason}")]
     Load { name: String, reason: String },
     #[error("local model `{name}` does not exist")]
@@ -104,10 +114,11 @@ impl AppState {
         let _one_at_a_time = self.inner.swapping.lock().await;
         let locals = self.routes().locals.successor();
         let gateway = Gateway::build(&config, self.inner.accounting.metrics(), &locals)?;
+        let tools = crate::tools::build(&config, &self.inner.knowledge)?;
         let names: Vec<&str> = config.providers.keys().map(String::as_str).collect();
         locals.retain(&names);
         preload(&locals).await?;
-        let routes = Arc::new(Routes::new(config, gateway, locals));
+        let routes = Arc::new(Routes::new(config, gateway, locals, tools));
         *self
             .inner
             .routes

@@ -409,6 +409,7 @@ mod tests {
             scopes: Scopes {
                 models: Some(vec!["m".into()]),
                 knowledge_bases: Some(vec![]),
+                tools: Some(vec!["orders".to_owned()]),
             },
             limits: Limits {
                 requests_per_minute: Some(5),

@@ -38,7 +38,7 @@ pub use model::{
     UsageRecord, UsageScope, UsageTotals, now_millis,
 };
 pub use postgres::PostgresStore;
-pub use responses::{ResponseRecord, ResponseStore};
+pub use responses::{ApprovalRecord, ResponseRecord, ResponseStore};
 pub use sqlite::SqliteStore;
 
 /// Tenants, keys and usage.

@@ -62,6 +62,9 @@ pub struct Scopes {
     pub models: Option<Vec<String>>,
     /// Knowledge bases the key may read.
     pub knowledge_bases: Option<Vec<String>>,
+    /// `[tools.NAME]` entries the key may have run in `/v1/responses` (the tenant's own
+    /// allowlist applies too).
+    pub tools: Option<Vec<String>>,
 }
 
 /// Rate limits of a tenant or a key. `None` means unlimited.

@@ -63,7 +63,7 @@ async fn start(upstream: &MockUpstream) -> Server {
 }
 
 async fn wait_until_ready(url: &str) {
-    let client = reqwest::Client::new();
+    let client = crate::http_client().build().unwrap();
     for _ in 0..200 {
         if client.get(format!("{url}/healthz")).send().await.is_ok() {
             return;
@@ -131,7 +131,7 @@ async fn execute(database: &Path, statements: &[&str]) {
 async fn a_graceful_stop_writes_every_queued_record_and_tampering_is_reported() {
     let upstream = MockUpstream::start(Script::new()).await;
     let mut server = start(&upstream).await;
-    let client = reqwest::Client::new();
+    let client = crate::http_client().build().unwrap();
     for index in 0..40 {
         assert!(chat(&client, &server.url, index).await);
     }
@@ -185,7 +185,7 @@ async fn a_graceful_stop_writes_every_queued_record_and_tampering_is_reported() 
 async fn after_kill_9_under_load_the_chain_still_verifies() {
     let upstream = MockUpstream::start(Script::new()).await;
     let mut server = start(&upstream).await;
-    let client = reqwest::Client::new();
+    let client = crate::http_client().build().unwrap();
     // Eight clients send requests until the process is killed.
     let load: Vec<_> = (0..8)
         .map(|worker| {

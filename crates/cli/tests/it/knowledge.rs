@@ -149,7 +149,7 @@ async fn serve(config: &Path, port: u16) -> Serve {
         child,
         url: format!("http://127.0.0.1:{port}"),
     };
-    let client = reqwest::Client::new();
+    let client = crate::http_client().build().unwrap();
     let deadline = Instant::now() + Duration::from_secs(60);
     while client
         .get(format!("{}/healthz", server.url))
@@ -205,7 +205,7 @@ async fn kill_9_mid_ingest_keeps_completed_files_and_resumes_the_rest() {
     let directory = tempfile::tempdir().unwrap();
     let port = crate::free_port();
     let config = write_config(directory.path(), port);
-    let client = reqwest::Client::new();
+    let client = crate::http_client().build().unwrap();
     let server = serve(&config, port).await;
     let url = server.url.clone();
 

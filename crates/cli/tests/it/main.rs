@@ -21,6 +21,14 @@ use std::time::{Duration, Instant};
 
 pub(crate) const BIN: &str = env!("CARGO_BIN_EXE_landfall");
 
+/// An HTTP client for the tests. Landfall's tools build reqwest with rustls but no
+/// built-in crypto provider (the whole project uses ring), so a client built here needs
+/// ring installed as the process default first.
+pub(crate) fn http_client() -> reqwest::ClientBuilder {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    reqwest::Client::builder()
+}
+
 /// A port on 127.0.0.1 that was free a moment ago, for a `landfall serve` to listen on.
 pub(crate) fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")

@@ -27,7 +27,7 @@ async fn metrics_can_have_their_own_listener() {
         .stderr(Stdio::null())
         .spawn()
         .unwrap();
-    let client = reqwest::Client::new();
+    let client = crate::http_client().build().unwrap();
     let mut scraped = None;
     for _ in 0..200 {
         if let Ok(response) = client

@@ -108,7 +108,7 @@ async fn run(backends: Backends) {
     ));
 
     let mut replicas = Replicas::start(&config, 2).await;
-    let client = reqwest::Client::builder()
+    let client = crate::http_client()
         .timeout(Duration::from_secs(10))
         .build()
         .unwrap();
@@ -565,7 +565,7 @@ impl Replicas {
                     });
             replicas.addresses.push(address);
         }
-        let client = reqwest::Client::new();
+        let client = crate::http_client().build().unwrap();
         for address in &replicas.addresses {
             let url = format!("http://{address}/healthz");
             let deadline = Instant::now() + Duration::from_secs(10);

@@ -34,7 +34,7 @@ async fn sigterm_lets_an_in_flight_stream_finish() {
         .stderr(Stdio::null())
         .spawn()
         .unwrap();
-    let client = reqwest::Client::new();
+    let client = crate::http_client().build().unwrap();
     let url = format!("http://127.0.0.1:{port}");
     let mut ready = false;
     for _ in 0..200 {

@@ -287,7 +287,7 @@ impl Landfall {
             url: format!("http://127.0.0.1:{port}"),
             key,
             log,
-            client: reqwest::Client::new(),
+            client: crate::http_client().build().unwrap(),
         };
         for _ in 0..200 {
             let health = landfall.client.get(format!("{}/healthz", landfall.url));

@@ -9,6 +9,7 @@
 //! every tool result and the answer. The response — and the conversation it leaves, for the
 //! next `previous_response_id` — is stored unless `store` is false.
 
+pub(crate) mod approval;
 mod file_search;
 mod model;
 mod request;
@@ -131,6 +132,8 @@ struct Job {
     run: RunRequest,
     toolbox: Toolbox,
     kinds: HashMap<String, ToolKind>,
+    /// Tool name → `[tools.NAME]` entry, for the calls that wait for approval.
+    held: HashMap<String, String>,
     sources: Option<file_search::Sources>,
     include_results: bool,
     guardrails: Option<landfall_guardrails::Selection>,
@@ -246,6 +249,7 @@ async fn prepare(
     let mut client_tools = Vec::new();
     let mut toolbox = Toolbox::new();
     let mut kinds = HashMap::new();
+    let mut held = HashMap::new();
     let mut sources = None;
     for tool in &request.tools {
         match tool.get("type").and_then(Value::as_str) {
@@ -268,6 +272,45 @@ async fn prepare(
                     .map_err(|message| invalid("tools", message))?;
                 kinds.insert(file_search::NAME.to_owned(), ToolKind::FileSearch);
             }
+            Some("landfall") => {
+                let name = tool.get("name").and_then(Value::as_str).ok_or_else(|| {
+                    invalid(
+                        "tools",
+                        "a `landfall` tool needs the `name` of a [tools] entry",
+                    )
+                })?;
+                let routes = state.routes();
+                let entry = routes
+                    .tools
+                    .get(name)
+                    .filter(|entry| {
+                        entry.allows_tenant(&principal.tenant.id) && principal.may_use_tool(name)
+                    })
+                    .ok_or_else(|| {
+                        invalid(
+                            "tools",
+                            format!("there is no tool `{name}` available to this key"),
+                        )
+                    })?;
+                for built in &entry.tools {
+                    let tool_name = built.spec().name.clone();
+                    if kinds.contains_key(&tool_name) {
+                        return Err(invalid("tools", format!("tool `{name}` is listed twice")));
+                    }
+                    toolbox
+                        .add(built.clone())
+                        .map_err(|message| invalid("tools", message))?;
+                    if entry.require_approval {
+                        held.insert(tool_name.clone(), name.to_owned());
+                    }
+                    kinds.insert(
+                        tool_name,
+                        ToolKind::Server {
+                            label: crate::tools::SERVER_LABEL.to_owned(),
+                        },
+                    );
+                }
+            }
             Some("mcp") => {
                 return Err(invalid(
                     "tools",
@@ -282,6 +325,15 @@ async fn prepare(
             }
             None => return Err(invalid("tools", "every tool needs a `type`")),
         }
+    }
+    if let Some(tool) = held.keys().next()
+        && state.response_store().is_none()
+    {
+        return Err(ApiError::from(landfall_storage::StoreError::Unavailable(
+            format!(
+                "tool `{tool}` waits for approval, and this server has no store to hold approvals"
+            ),
+        )));
     }
     if let Some(clash) = client_tools
         .iter()
@@ -393,6 +445,7 @@ async fn prepare(
         log: log.clone(),
         toolbox,
         kinds,
+        held,
         sources,
         include_results: request
             .include
@@ -416,6 +469,21 @@ impl Job {
             self.include_results,
             events,
         )
+        .with_approvals(self.approvals())
+    }
+
+    /// The approval wait of the tools that need one; `None` when none do.
+    fn approvals(&self) -> Option<approval::Approvals> {
+        if self.held.is_empty() {
+            return None;
+        }
+        Some(approval::Approvals {
+            store: self.state.response_store()?,
+            entries: self.held.clone(),
+            tenant_id: self.principal.tenant.id.clone(),
+            key_id: self.principal.key_id().to_owned(),
+            request_id: self.log.request_id().to_owned(),
+        })
     }
 
     /// The response object in progress, before any output.

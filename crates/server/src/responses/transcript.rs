@@ -17,6 +17,7 @@ use landfall_guardrails::{Hit, Selection, Stage};
 use serde_json::{Map, Value, json};
 use tokio::sync::mpsc::UnboundedSender;
 
+use super::approval::Approvals;
 use super::file_search::{self, Sources};
 use super::new_id;
 use crate::ApiError;
@@ -26,7 +27,6 @@ use crate::ApiError;
 pub(crate) enum ToolKind {
     FileSearch,
     /// A built-in or MCP tool: an `mcp_call` item with this server label.
-    #[expect(dead_code, reason = "built-in and MCP tools are wired in next")]
     Server {
         label: String,
     },
@@ -39,6 +39,8 @@ pub(crate) struct Transcript {
     sources: Option<Sources>,
     /// `file_search_call` items carry their results.
     include_results: bool,
+    /// Calls of these tools wait for a person's approval.
+    approvals: Option<Approvals>,
     inner: Mutex<State>,
 }
 
@@ -49,6 +51,8 @@ struct State {
     open_message: Option<(usize, String)>,
     /// Server tool calls started and not done: call id → output index.
     open_calls: HashMap<String, usize>,
+    /// Calls that waited for a person: call id → approval id.
+    approval_ids: HashMap<String, String>,
     sequence: u64,
     events: Option<UnboundedSender<Bytes>>,
     /// A live output rule blocked the answer.
@@ -71,11 +75,17 @@ impl Transcript {
             kinds,
             sources,
             include_results,
+            approvals: None,
             inner: Mutex::new(State {
                 events,
                 ..State::default()
             }),
         }
+    }
+
+    pub(crate) fn with_approvals(mut self, approvals: Option<Approvals>) -> Self {
+        self.approvals = approvals;
+        self
     }
 
     fn state(&self) -> MutexGuard<'_, State> {
@@ -302,7 +312,10 @@ impl Transcript {
             .as_str()
             .unwrap_or_default()
             .to_owned();
-        let item = self.server_call_item(kind, call, &id);
+        let mut item = self.server_call_item(kind, call, &id);
+        if let Some(approval) = state.approval_ids.get(&call.call_id) {
+            item["approval_request_id"] = Value::from(approval.as_str());
+        }
         let failed = matches!(call.output, Some(Err(_)));
         let event = match (kind, failed) {
             (ToolKind::FileSearch, _) => "response.file_search_call.completed",
@@ -432,6 +445,27 @@ impl Hooks for Transcript {
             input_tokens: record.usage.as_ref().map(|usage| usage.prompt_tokens),
             output_tokens: record.usage.as_ref().map(|usage| usage.completion_tokens),
         });
+    }
+
+    async fn before_call(
+        &self,
+        spec: &ToolSpec,
+        call_id: &str,
+        arguments: &Value,
+    ) -> Result<(), ToolError> {
+        let Some(approvals) = &self.approvals else {
+            return Ok(());
+        };
+        let Some(entry) = approvals.entry(&spec.name) else {
+            return Ok(());
+        };
+        approvals
+            .wait(&spec.name, entry, arguments, |approval| {
+                self.state()
+                    .approval_ids
+                    .insert(call_id.to_owned(), approval.to_owned());
+            })
+            .await
     }
 
     async fn check_output(&self, _spec: &ToolSpec, mut output: ToolOutput) -> Checked {

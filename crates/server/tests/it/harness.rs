@@ -56,7 +56,7 @@ pub async fn start(config: &str) -> Landfall {
             .await
             .unwrap();
     });
-    let client = reqwest::Client::builder().build().unwrap();
+    let client = http_client().build().unwrap();
     Landfall {
         address,
         client,
@@ -241,9 +241,17 @@ pub async fn start_on(config: &str, backends: &Backends) -> Landfall {
     });
     Landfall {
         address,
-        client: reqwest::Client::new(),
+        client: http_client().build().unwrap(),
         state,
         task,
         _data: tempfile::tempdir().unwrap(),
     }
+}
+
+/// An HTTP client for the tests. Landfall's tools build reqwest with rustls but no
+/// built-in crypto provider (the whole project uses ring), so a client built here needs
+/// ring installed as the process default first.
+pub(crate) fn http_client() -> reqwest::ClientBuilder {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    reqwest::Client::builder()
 }

@@ -96,7 +96,7 @@ impl Landfall {
         page["data"].as_array().unwrap().clone()
     }
 
-    async fn tenant_key(&self, tenant: &str, scopes: Value) -> String {
+    pub(crate) async fn tenant_key(&self, tenant: &str, scopes: Value) -> String {
         let (status, body) = self
             .call(
                 reqwest::Method::POST,

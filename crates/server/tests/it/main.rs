@@ -21,3 +21,4 @@ mod protection;
 mod responses;
 mod routing;
 mod streaming;
+mod tools;

@@ -52,6 +52,7 @@ pub fn key(id: &str, tenant_id: &str) -> ApiKey {
         scopes: Scopes {
             models: Some(vec!["gpt-4o".to_owned(), "claude".to_owned()]),
             knowledge_bases: Some(vec![]),
+            tools: None,
         },
         limits: Limits {
             requests_per_second: None,

@@ -61,6 +61,7 @@ macro_rules! conformance_suite {
         $crate::conformance_suite!(
             @response_cases $fixture;
             responses_round_trip_and_stay_in_their_tenant,
+            approvals_round_trip_page_and_decide_once,
         );
         $crate::conformance_suite!(
             @knowledge_cases $fixture;

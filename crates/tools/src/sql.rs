@@ -1,0 +1,1 @@
+//! Read-only SQL (filled in by the sql work).
