@@ -13,6 +13,9 @@ use crate::error::{AgentError, ToolError};
 use crate::react::{self, ReactStep};
 use crate::tool::{ToolContext, ToolOutput, ToolSpec, Toolbox};
 
+/// How long past the deadline a [`Hooks::before_call`] that does not give up is waited for.
+const APPROVAL_GRACE: Duration = Duration::from_secs(2);
+
 /// How the model is asked to call tools.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum Protocol {
@@ -198,12 +201,14 @@ pub trait Hooks: Send + Sync {
     fn step(&self, _record: &StepRecord) {}
 
     /// Called before a call to `spec`, with validated arguments; an error refuses the call
-    /// (a sensitive tool not approved). May wait, e.g. for a person's approval.
+    /// (a sensitive tool not approved). May wait, e.g. for a person's approval, but must
+    /// give up by `deadline`, the run's.
     async fn before_call(
         &self,
         _spec: &ToolSpec,
         _call_id: &str,
         _arguments: &Value,
+        _deadline: Instant,
     ) -> Result<(), ToolError> {
         Ok(())
     }
@@ -530,10 +535,11 @@ async fn execute_inner(
             name: call.name.clone(),
         });
     };
-    // An approval may wait; never past the run's deadline.
+    // An approval may wait; the hook gives up at the deadline, and this bounds one that
+    // does not.
     tokio::time::timeout_at(
-        context.deadline.into(),
-        hooks.before_call(tool.spec(), &call.call_id, &arguments),
+        (context.deadline + APPROVAL_GRACE).into(),
+        hooks.before_call(tool.spec(), &call.call_id, &arguments, context.deadline),
     )
     .await
     .map_err(|_| ToolError::Refused {

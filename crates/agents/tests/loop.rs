@@ -5,7 +5,7 @@
 
 use std::collections::VecDeque;
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use landfall_agents::{
@@ -179,7 +179,13 @@ impl Hooks for Recorder {
         self.steps.lock().unwrap().push(record.clone());
     }
 
-    async fn before_call(&self, spec: &ToolSpec, _: &str, _: &Value) -> Result<(), ToolError> {
+    async fn before_call(
+        &self,
+        spec: &ToolSpec,
+        _: &str,
+        _: &Value,
+        _: Instant,
+    ) -> Result<(), ToolError> {
         if self.refuse {
             return Err(ToolError::Refused {
                 message: format!("{} needs approval", spec.name),

@@ -5,7 +5,7 @@
 
 use std::collections::HashMap;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use landfall_agents::ToolError;
 use landfall_storage::{ApprovalRecord, ResponseStore};
@@ -66,16 +66,19 @@ impl Approvals {
         self.entries.get(tool).map(String::as_str)
     }
 
-    /// Records the call as pending, tells `created` its id, and waits for the decision.
+    /// Records the call as pending, tells `created` its id, and waits for the decision
+    /// until `deadline`, when the approval expires.
     ///
     /// # Errors
-    /// [`ToolError::Refused`] when a reviewer rejected it (with their reason);
-    /// [`ToolError::Failed`] when the store cannot record or read it.
+    /// [`ToolError::Refused`] when a reviewer rejected it (with their reason) or nobody
+    /// decided before the deadline; [`ToolError::Failed`] when the store cannot record or
+    /// read it.
     pub(crate) async fn wait(
         &self,
         tool: &str,
         entry: &str,
         arguments: &Value,
+        deadline: Instant,
         created: impl FnOnce(&str),
     ) -> Result<(), ToolError> {
         let id = new_id();
@@ -103,7 +106,12 @@ impl Approvals {
             armed: true,
         };
         loop {
-            tokio::time::sleep(POLL_INTERVAL).await;
+            let now = Instant::now();
+            if now >= deadline {
+                guard.armed = false;
+                return self.expire(&id).await;
+            }
+            tokio::time::sleep(POLL_INTERVAL.min(deadline - now)).await;
             let Some(current) = self.store.get_approval(&id).await.map_err(|error| {
                 ToolError::failed(format!("the approval was not read: {error}"))
             })?
@@ -112,7 +120,7 @@ impl Approvals {
                 return Err(ToolError::failed("the approval record disappeared"));
             };
             match current.status.as_str() {
-                PENDING => {}
+                PENDING => continue,
                 APPROVED => {
                     guard.armed = false;
                     return Ok(());
@@ -129,5 +137,20 @@ impl Approvals {
                 }
             }
         }
+    }
+
+    /// Marks `id` expired, unless a reviewer approved it at the last moment.
+    async fn expire(&self, id: &str) -> Result<(), ToolError> {
+        let now = landfall_storage::now_millis();
+        let expired = self.store.decide_approval(id, EXPIRED, None, now).await;
+        if matches!(expired, Ok(false))
+            && let Ok(Some(current)) = self.store.get_approval(id).await
+            && current.status == APPROVED
+        {
+            return Ok(());
+        }
+        Err(ToolError::Refused {
+            message: "the call was not approved before the response's deadline".to_owned(),
+        })
     }
 }

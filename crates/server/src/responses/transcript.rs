@@ -6,6 +6,7 @@
 
 use std::collections::HashMap;
 use std::sync::{Mutex, MutexGuard, PoisonError};
+use std::time::Instant;
 
 use async_trait::async_trait;
 use bytes::Bytes;
@@ -452,6 +453,7 @@ impl Hooks for Transcript {
         spec: &ToolSpec,
         call_id: &str,
         arguments: &Value,
+        deadline: Instant,
     ) -> Result<(), ToolError> {
         let Some(approvals) = &self.approvals else {
             return Ok(());
@@ -460,7 +462,7 @@ impl Hooks for Transcript {
             return Ok(());
         };
         approvals
-            .wait(&spec.name, entry, arguments, |approval| {
+            .wait(&spec.name, entry, arguments, deadline, |approval| {
                 self.state()
                     .approval_ids
                     .insert(call_id.to_owned(), approval.to_owned());
