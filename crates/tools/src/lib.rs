@@ -101,10 +101,7 @@ impl Registry {
             );
             let built = match &tool.kind {
                 ToolKindConfig::Http(config) => http::build(name, tool, config, timeout),
-                ToolKindConfig::Sql(_) => Err(BuildError::new(
-                    name,
-                    "sql entries are not supported by this build yet",
-                )),
+                ToolKindConfig::Sql(config) => sql::build(name, tool, config),
                 ToolKindConfig::Email(_) => Err(BuildError::new(
                     name,
                     "email entries are not supported by this build yet",

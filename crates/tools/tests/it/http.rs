@@ -3,8 +3,6 @@
 //! Basic, and an OAuth2 token endpoint whose tokens can be revoked. Also the SSRF rule, size
 //! and time limits, and operations imported from an OpenAPI document.
 
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
-
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -15,9 +13,12 @@ use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
-use landfall_agents::{Tool, ToolContext, ToolError};
+use landfall_agents::ToolError;
+
 use landfall_config::{Environment, from_toml};
 use landfall_tools::{Registry, Services};
+
+use crate::{NoFiles, context, registry, tool};
 use serde_json::{Value, json};
 
 #[derive(Default)]
@@ -178,49 +179,6 @@ async fn forecast(Query(query): Query<BTreeMap<String, String>>) -> Response {
         }
     }))
     .into_response()
-}
-
-struct NoFiles;
-
-#[async_trait::async_trait]
-impl landfall_tools::email::Attachments for NoFiles {
-    async fn read(
-        &self,
-        _tenant_id: &str,
-        file_id: &str,
-    ) -> Result<landfall_tools::email::Attachment, String> {
-        Err(format!("no file {file_id}"))
-    }
-}
-
-fn registry(toml: &str) -> Registry {
-    let config =
-        from_toml(toml, &Environment::default()).unwrap_or_else(|errors| panic!("{errors}"));
-    let services = Services {
-        attachments: Arc::new(NoFiles),
-    };
-    Registry::build(&config.tools, &config.agents, &services)
-        .unwrap_or_else(|errors| panic!("{errors:?}"))
-}
-
-fn tool(registry: &Registry, entry: &str, name: &str) -> Arc<dyn Tool> {
-    registry
-        .get(entry)
-        .unwrap_or_else(|| panic!("no entry {entry}"))
-        .tools
-        .iter()
-        .find(|tool| tool.spec().name == name)
-        .unwrap_or_else(|| panic!("no tool {name}"))
-        .clone()
-}
-
-fn context(seconds: u64) -> ToolContext {
-    ToolContext {
-        tenant_id: "acme".to_owned(),
-        key_id: "key_test".to_owned(),
-        request_id: "req_test".to_owned(),
-        deadline: Instant::now() + Duration::from_secs(seconds),
-    }
 }
 
 #[tokio::test]
