@@ -21,6 +21,10 @@ export LANDFALL_REQUIRE_VECTOR_BACKENDS=1
 eval "$(scripts/vector-backends.sh start)"
 trap 'scripts/vector-backends.sh stop' EXIT
 
+step "Test venv (Python peers)"
+LANDFALL_TEST_PYTHON="$(scripts/venv.sh)"
+export LANDFALL_TEST_PYTHON
+
 step "Rust tests"
 if cargo nextest --version >/dev/null 2>&1; then
   cargo nextest run --workspace --locked --no-fail-fast

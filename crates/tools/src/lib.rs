@@ -89,7 +89,7 @@ impl Registry {
     pub fn build(
         tools: &BTreeMap<String, ToolConfig>,
         agents: &AgentsConfig,
-        _services: &Services,
+        services: &Services,
     ) -> Result<Self, Vec<BuildError>> {
         let mut entries = BTreeMap::new();
         let mut errors = Vec::new();
@@ -102,10 +102,10 @@ impl Registry {
             let built = match &tool.kind {
                 ToolKindConfig::Http(config) => http::build(name, tool, config, timeout),
                 ToolKindConfig::Sql(config) => sql::build(name, tool, config),
-                ToolKindConfig::Email(_) => Err(BuildError::new(
-                    name,
-                    "email entries are not supported by this build yet",
-                )),
+                ToolKindConfig::Email(config) => {
+                    email::build(name, tool, config, timeout, services.attachments.clone())
+                        .map(|t| vec![t])
+                }
                 ToolKindConfig::Ticket(config) => {
                     ticket::build(name, tool, config, timeout).map(|t| vec![t])
                 }
