@@ -15,6 +15,7 @@ use crate::extract::JsonBody;
 use crate::routes::json_response;
 use crate::{
     ApiError, AppState, approvals, audit, auth, guardrail_admin, model_admin, observe, reviews,
+    tools,
 };
 
 pub(crate) fn router(state: AppState) -> Router<AppState> {
@@ -42,6 +43,7 @@ pub(crate) fn router(state: AppState) -> Router<AppState> {
         .route("/models/{name}/load", post(model_admin::load))
         .route("/models/{name}/unload", post(model_admin::unload))
         .route("/reload", post(model_admin::reload))
+        .route("/tools", get(tools::list))
         .route("/approvals", get(approvals::list))
         .route("/approvals/{id}", get(approvals::get))
         .route("/approvals/{id}/approve", post(approvals::approve))

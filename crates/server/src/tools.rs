@@ -95,3 +95,33 @@ impl std::fmt::Display for ToolsError {
 }
 
 impl std::error::Error for ToolsError {}
+
+/// `GET /admin/v1/tools`: every `[tools.NAME]` entry as the server built it, with the tools
+/// (name, description, argument schema) the model sees.
+pub(crate) async fn list(
+    axum::extract::State(state): axum::extract::State<crate::AppState>,
+) -> axum::response::Response {
+    let routes = state.routes();
+    let data: Vec<serde_json::Value> = routes
+        .tools
+        .entries()
+        .map(|entry| {
+            serde_json::json!({
+                "object": "tool_entry",
+                "name": entry.name,
+                "type": entry.kind,
+                "require_approval": entry.require_approval,
+                "tenants": entry.tenants(),
+                "tools": entry.tools.iter().map(|tool| {
+                    let spec = tool.spec();
+                    serde_json::json!({
+                        "name": spec.name,
+                        "description": spec.description,
+                        "parameters": spec.parameters,
+                    })
+                }).collect::<Vec<_>>(),
+            })
+        })
+        .collect();
+    crate::routes::json_response(&serde_json::json!({"object": "list", "data": data}))
+}

@@ -59,6 +59,12 @@ pub struct Entry {
 }
 
 impl Entry {
+    /// The tenants the entry is offered to; every tenant when `None`.
+    #[must_use]
+    pub fn tenants(&self) -> Option<&[String]> {
+        self.tenants.as_deref()
+    }
+
     /// Whether the entry is offered to `tenant` (before the key's own allowlist).
     #[must_use]
     pub fn allows_tenant(&self, tenant: &str) -> bool {

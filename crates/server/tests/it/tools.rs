@@ -341,3 +341,40 @@ async fn an_approval_nobody_gives_expires_at_the_deadline() {
         .await;
     assert_eq!(status, 409, "an expired call cannot be approved: {late}");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_admin_api_lists_the_configured_tools() {
+    let (api, _) = company_api().await;
+    let upstream = MockUpstream::start(Script::new()).await;
+    let landfall = server(
+        &upstream,
+        &api,
+        "[tools.shop]\ntype = \"sql\"\nurl = \"sqlite:///nonexistent/shop.db\"\n",
+    )
+    .await;
+    let (status, page) = landfall
+        .call(reqwest::Method::GET, "/admin/v1/tools", ADMIN_KEY, None)
+        .await;
+    assert_eq!(status, 200, "{page}");
+    let entries = page["data"].as_array().unwrap();
+    let names: Vec<&str> = entries
+        .iter()
+        .map(|e| e["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["internal", "open_ticket", "orders", "shop"]);
+    let ticket = &entries[1];
+    assert_eq!(ticket["type"], "ticket");
+    assert_eq!(ticket["require_approval"], true, "tickets wait by default");
+    assert_eq!(entries[0]["tenants"], json!(["ops"]));
+    let shop: Vec<&str> = entries[3]["tools"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|tool| tool["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(shop, ["shop", "shop_schema"]);
+    let (status, _) = landfall
+        .call(reqwest::Method::GET, "/admin/v1/tools", "", None)
+        .await;
+    assert_eq!(status, 401);
+}
