@@ -48,6 +48,9 @@ fn example_environment(command: &mut Command) -> &mut Command {
         "DASHSCOPE_API_KEY",
         "MOONSHOT_API_KEY",
         "ANTHROPIC_API_KEY",
+        "ERP_CLIENT_SECRET",
+        "SMTP_PASSWORD",
+        "SERVICENOW_PASSWORD",
     ] {
         command.env(name, "x");
     }
