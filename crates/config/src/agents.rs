@@ -25,6 +25,9 @@ pub struct AgentsConfig {
     pub tool_timeout_ms: u64,
     /// A whole response's deadline.
     pub deadline_ms: u64,
+    /// Private, loopback or link-local hosts, addresses or networks that the MCP servers a
+    /// request names (`{"type": "mcp", "server_url": …}`) may be on; public ones always may.
+    pub mcp_allow_private: Vec<String>,
 }
 
 impl Default for AgentsConfig {
@@ -34,6 +37,7 @@ impl Default for AgentsConfig {
             max_tool_calls: 16,
             tool_timeout_ms: 30_000,
             deadline_ms: 300_000,
+            mcp_allow_private: Vec::new(),
         }
     }
 }

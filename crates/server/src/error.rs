@@ -98,6 +98,11 @@ pub enum ApiError {
     AgentFailed {
         message: String,
     },
+    /// A `[tools]` entry's MCP server could not be reached to list its tools.
+    ToolServerUnavailable {
+        name: String,
+        message: String,
+    },
 }
 
 impl From<landfall_storage::StoreError> for ApiError {
@@ -292,6 +297,12 @@ impl ApiError {
                 "server_error",
                 Some("agent_failed"),
                 message,
+            ),
+            Self::ToolServerUnavailable { name, message } => mapped(
+                StatusCode::BAD_GATEWAY,
+                "server_error",
+                Some("tool_server_unavailable"),
+                format!("the MCP server of tool `{name}` is unavailable: {message}"),
             ),
             Self::ReviewNotFound { id } => mapped(
                 StatusCode::NOT_FOUND,

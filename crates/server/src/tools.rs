@@ -102,26 +102,35 @@ pub(crate) async fn list(
     axum::extract::State(state): axum::extract::State<crate::AppState>,
 ) -> axum::response::Response {
     let routes = state.routes();
-    let data: Vec<serde_json::Value> = routes
-        .tools
-        .entries()
-        .map(|entry| {
-            serde_json::json!({
-                "object": "tool_entry",
-                "name": entry.name,
-                "type": entry.kind,
-                "require_approval": entry.require_approval,
-                "tenants": entry.tenants(),
-                "tools": entry.tools.iter().map(|tool| {
-                    let spec = tool.spec();
-                    serde_json::json!({
-                        "name": spec.name,
-                        "description": spec.description,
-                        "parameters": spec.parameters,
-                    })
-                }).collect::<Vec<_>>(),
+    let mut data = Vec::new();
+    for entry in routes.tools.entries() {
+        let (tools, error) = match entry.all_tools().await {
+            Ok(tools) => (tools, None),
+            Err(error) => (entry.tools.clone(), Some(error)),
+        };
+        let tools: Vec<serde_json::Value> = tools
+            .iter()
+            .map(|tool| {
+                let spec = tool.spec();
+                serde_json::json!({
+                    "name": spec.name,
+                    "description": spec.description,
+                    "parameters": spec.parameters,
+                })
             })
-        })
-        .collect();
+            .collect();
+        let mut view = serde_json::json!({
+            "object": "tool_entry",
+            "name": entry.name,
+            "type": entry.kind,
+            "require_approval": entry.require_approval,
+            "tenants": entry.tenants(),
+            "tools": tools,
+        });
+        if let Some(error) = error {
+            view["error"] = serde_json::Value::String(error);
+        }
+        data.push(view);
+    }
     crate::routes::json_response(&serde_json::json!({"object": "list", "data": data}))
 }

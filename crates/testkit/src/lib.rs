@@ -22,6 +22,7 @@
 mod anthropic;
 mod base64;
 mod body;
+pub mod mcp;
 mod openai;
 mod script;
 mod server;

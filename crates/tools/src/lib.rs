@@ -11,6 +11,7 @@
 mod auth;
 pub mod email;
 pub mod http;
+pub mod mcp;
 pub mod net;
 mod openapi;
 pub mod sql;
@@ -52,13 +53,28 @@ pub struct Entry {
     pub name: String,
     /// The entry's `type`.
     pub kind: &'static str,
+    /// The tools known when the entry is built (every type's but `mcp`).
     pub tools: Vec<Arc<dyn Tool>>,
+    /// An `mcp` entry's server, whose tools are known once it is reached.
+    pub mcp: Option<Arc<mcp::McpServer>>,
     /// Each call waits for a person's approval.
     pub require_approval: bool,
     tenants: Option<Vec<String>>,
 }
 
 impl Entry {
+    /// Every tool of the entry, reaching its MCP server first when it has one.
+    ///
+    /// # Errors
+    /// When the MCP server cannot be reached.
+    pub async fn all_tools(&self) -> Result<Vec<Arc<dyn Tool>>, String> {
+        let mut tools = self.tools.clone();
+        if let Some(server) = &self.mcp {
+            tools.extend(server.tools().await?);
+        }
+        Ok(tools)
+    }
+
     /// The tenants the entry is offered to; every tenant when `None`.
     #[must_use]
     pub fn tenants(&self) -> Option<&[String]> {
@@ -105,6 +121,7 @@ impl Registry {
                     .unwrap_or(agents.tool_timeout_ms)
                     .min(agents.tool_timeout_ms),
             );
+            let mut server = None;
             let built = match &tool.kind {
                 ToolKindConfig::Http(config) => http::build(name, tool, config, timeout),
                 ToolKindConfig::Sql(config) => sql::build(name, tool, config),
@@ -118,10 +135,12 @@ impl Registry {
                 ToolKindConfig::Weather(config) => {
                     weather::build(name, tool, config, timeout).map(|t| vec![t])
                 }
-                ToolKindConfig::Mcp(_) => Err(BuildError::new(
-                    name,
-                    "MCP entries are not supported by this build yet",
-                )),
+                ToolKindConfig::Mcp(config) => mcp::McpServer::from_config(name, config)
+                    .map(|built| {
+                        server = Some(built);
+                        Vec::new()
+                    })
+                    .map_err(|error| BuildError::new(name, error)),
             };
             match built {
                 Ok(built) => {
@@ -131,6 +150,7 @@ impl Registry {
                             name: name.clone(),
                             kind: tool.kind.type_name(),
                             tools: built,
+                            mcp: server,
                             require_approval: tool
                                 .require_approval
                                 .unwrap_or_else(|| tool.kind.sensitive_by_default()),

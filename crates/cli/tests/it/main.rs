@@ -51,6 +51,7 @@ fn example_environment(command: &mut Command) -> &mut Command {
         "ERP_CLIENT_SECRET",
         "SMTP_PASSWORD",
         "SERVICENOW_PASSWORD",
+        "ERP_MCP_TOKEN",
     ] {
         command.env(name, "x");
     }

@@ -38,6 +38,7 @@ use serde_json::{Map, Value, json};
 use crate::extract::JsonBody;
 use crate::routes::chat::token_usage;
 use crate::routes::json_response;
+use crate::tools::SERVER_LABEL;
 use crate::{ApiError, AppState, guard};
 use request::CreateResponse;
 use transcript::{ToolKind, Transcript};
@@ -292,30 +293,43 @@ async fn prepare(
                             format!("there is no tool `{name}` available to this key"),
                         )
                     })?;
-                for built in &entry.tools {
-                    let tool_name = built.spec().name.clone();
-                    if kinds.contains_key(&tool_name) {
-                        return Err(invalid("tools", format!("tool `{name}` is listed twice")));
-                    }
-                    toolbox
-                        .add(built.clone())
-                        .map_err(|message| invalid("tools", message))?;
-                    if entry.require_approval {
-                        held.insert(tool_name.clone(), name.to_owned());
-                    }
-                    kinds.insert(
-                        tool_name,
-                        ToolKind::Server {
-                            label: crate::tools::SERVER_LABEL.to_owned(),
-                        },
-                    );
-                }
+                let built =
+                    entry
+                        .all_tools()
+                        .await
+                        .map_err(|message| ApiError::ToolServerUnavailable {
+                            name: name.to_owned(),
+                            message,
+                        })?;
+                let hold = entry.require_approval.then_some(name);
+                add_server_tools(
+                    &mut toolbox,
+                    &mut kinds,
+                    &mut held,
+                    built,
+                    SERVER_LABEL,
+                    hold,
+                )?;
             }
             Some("mcp") => {
-                return Err(invalid(
-                    "tools",
-                    "MCP tools are not available on this server yet",
-                ));
+                let allow_private = &state.routes().config.agents.mcp_allow_private;
+                let server = request::mcp_server(tool, allow_private)?;
+                let label = server.label().to_owned();
+                if !principal.may_use_tool(&label) {
+                    return Err(invalid(
+                        "tools",
+                        format!("this key may not use the MCP server `{label}`"),
+                    ));
+                }
+                let built =
+                    server
+                        .tools()
+                        .await
+                        .map_err(|message| ApiError::ToolServerUnavailable {
+                            name: label.clone(),
+                            message,
+                        })?;
+                add_server_tools(&mut toolbox, &mut kinds, &mut held, built, &label, None)?;
             }
             Some(other) => {
                 return Err(invalid(
@@ -652,4 +666,35 @@ impl Drop for RunGuard {
                 .stream_ended(token_usage(&usage, reported), "abandoned");
         }
     }
+}
+
+/// Adds the tools of a `[tools]` entry or an MCP server to the run, each shown as an
+/// `mcp_call` item under `label`; `hold` is the entry whose calls wait for approval.
+fn add_server_tools(
+    toolbox: &mut Toolbox,
+    kinds: &mut HashMap<String, ToolKind>,
+    held: &mut HashMap<String, String>,
+    tools: Vec<Arc<dyn landfall_agents::Tool>>,
+    label: &str,
+    hold: Option<&str>,
+) -> Result<(), ApiError> {
+    for tool in tools {
+        let name = tool.spec().name.clone();
+        if kinds.contains_key(&name) {
+            return Err(invalid("tools", format!("tool `{name}` is listed twice")));
+        }
+        toolbox
+            .add(tool)
+            .map_err(|message| invalid("tools", message))?;
+        if let Some(entry) = hold {
+            held.insert(name.clone(), entry.to_owned());
+        }
+        kinds.insert(
+            name,
+            ToolKind::Server {
+                label: label.to_owned(),
+            },
+        );
+    }
+    Ok(())
 }

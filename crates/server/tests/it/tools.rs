@@ -1,7 +1,8 @@
 //! Landfall's own tools in `/v1/responses` (`{"type": "landfall", "name": …}`): an `http`
 //! tool against a real API on 127.0.0.1 shown as `mcp_call` items, tenant and key
-//! allowlists, a model that names a tool it was not given, and calls held for a person's
-//! approval through `/admin/v1/approvals` (approved, rejected, expired).
+//! allowlists, a model that names a tool it was not given, calls held for a person's
+//! approval through `/admin/v1/approvals` (approved, rejected, expired), and MCP servers'
+//! tools (a `[tools]` entry and a request's own `mcp` tool) against a real rmcp server.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -377,4 +378,99 @@ async fn the_admin_api_lists_the_configured_tools() {
         .call(reqwest::Method::GET, "/admin/v1/tools", "", None)
         .await;
     assert_eq!(status, 401);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn mcp_servers_from_the_config_and_from_the_request() {
+    let (api, _) = company_api().await;
+    let peer = landfall_testkit::mcp::McpPeer::start().await.unwrap();
+    let upstream = MockUpstream::start(Script::new().chat([
+        Reply::tool_call("call_m1", "lookup_order", &json!({"order_id": "A-17"})),
+        Reply::Text("A-17 shipped on 30 November.".to_owned()),
+        Reply::tool_call("call_m2", "whoami", &json!({})),
+        Reply::Text("Checked.".to_owned()),
+    ]))
+    .await;
+    let landfall = server(
+        &upstream,
+        &api,
+        &format!(
+            "[agents]\nmcp_allow_private = [\"127.0.0.1\"]\n\
+             [tools.warehouse]\ntype = \"mcp\"\nurl = \"{}\"\nallow_private = [\"127.0.0.1\"]\n\
+             allowed_tools = [\"lookup_order\"]\n",
+            peer.url
+        ),
+    )
+    .await;
+    let (status, response) = landfall
+        .post(
+            "/v1/responses",
+            "",
+            json!({"model": "m", "input": "where is A-17?",
+                   "tools": [{"type": "landfall", "name": "warehouse"}]}),
+        )
+        .await;
+    assert_eq!(status, 200, "{response}");
+    let call = &response["output"][0];
+    assert_eq!(call["type"], "mcp_call", "{response}");
+    assert_eq!(call["name"], "lookup_order");
+    assert_eq!(call["status"], "completed", "{call}");
+    assert!(tool_messages(&upstream)[0].contains("Order A-17 shipped"));
+    let offered: Vec<&str> = upstream.requests()[0].body["tools"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|tool| tool["function"]["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(offered, ["lookup_order"], "allowed_tools filters");
+
+    // A request names its own server, with its own headers.
+    let (status, response) = landfall
+        .post(
+            "/v1/responses",
+            "",
+            json!({"model": "m", "input": "who am I?",
+                   "tools": [{"type": "mcp", "server_label": "wh", "server_url": peer.url,
+                              "headers": {"Authorization": "Bearer request-token"},
+                              "require_approval": "never"}]}),
+        )
+        .await;
+    assert_eq!(status, 200, "{response}");
+    assert_eq!(response["output"][0]["server_label"], "wh", "{response}");
+    assert!(
+        tool_messages(&upstream)
+            .last()
+            .unwrap()
+            .contains("credential=Bearer request-token"),
+        "{:?}",
+        tool_messages(&upstream)
+    );
+    for (tool, why) in [
+        (
+            json!({"type": "mcp", "server_label": "wh", "server_url": peer.url}),
+            "require_approval",
+        ),
+        (
+            json!({"type": "mcp", "server_label": "wh", "server_url": "http://10.1.2.3/mcp",
+                   "require_approval": "never"}),
+            "10.1.2.3",
+        ),
+        (
+            json!({"type": "mcp", "server_url": peer.url}),
+            "server_label",
+        ),
+    ] {
+        let (status, error) = landfall
+            .post(
+                "/v1/responses",
+                "",
+                json!({"model": "m", "input": "x", "tools": [tool]}),
+            )
+            .await;
+        assert_eq!(status, 400, "{error}");
+        assert!(
+            error["error"]["message"].as_str().unwrap().contains(why),
+            "{error}"
+        );
+    }
 }
