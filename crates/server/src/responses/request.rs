@@ -361,6 +361,78 @@ pub(crate) fn response_format(text: &Value) -> Result<Option<Value>, ApiError> {
     }
 }
 
+/// The MCP server a request's `{"type": "mcp", "server_label", "server_url", "allowed_tools",
+/// "headers", "require_approval"}` tool names.
+///
+/// # Errors
+/// A missing label or URL, a URL the SSRF rule refuses, or `require_approval` other than
+/// `"never"` (approval requests sent back to the client are not supported; configure the
+/// server as a `[tools]` entry to hold its calls for a reviewer).
+pub(crate) fn mcp_server(
+    tool: &Value,
+    allow_private: &[String],
+) -> Result<std::sync::Arc<landfall_tools::mcp::McpServer>, ApiError> {
+    let text = |key: &str| tool.get(key).and_then(Value::as_str);
+    let label = text("server_label")
+        .filter(|label| {
+            !label.is_empty()
+                && label
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
+        })
+        .ok_or_else(|| {
+            invalid(
+                "tools",
+                "an mcp tool needs a `server_label` of letters, digits, `_` or `-`",
+            )
+        })?;
+    let url =
+        text("server_url").ok_or_else(|| invalid("tools", "an mcp tool needs a `server_url`"))?;
+    // OpenAI's default is to ask the client to approve each call; that exchange
+    // (`mcp_approval_request`) is not supported, so the request must say "never".
+    if tool.get("require_approval").and_then(Value::as_str) != Some("never") {
+        return Err(invalid(
+            "tools",
+            "request-level MCP servers need `require_approval: \"never\"` (client-side \
+             approval is not supported); configure the server as a [tools] entry with \
+             require_approval to hold its calls for a reviewer",
+        ));
+    }
+    let allowed_tools = match tool.get("allowed_tools") {
+        None | Some(Value::Null) => None,
+        Some(Value::Array(names)) => Some(names),
+        Some(Value::Object(filter)) => filter.get("tool_names").and_then(Value::as_array),
+        Some(_) => {
+            return Err(invalid(
+                "tools",
+                "`allowed_tools` is a list of tool names or {\"tool_names\": […]}",
+            ));
+        }
+    }
+    .map(|names| {
+        names
+            .iter()
+            .filter_map(Value::as_str)
+            .map(str::to_owned)
+            .collect::<Vec<_>>()
+    });
+    let headers = match tool.get("headers") {
+        None | Some(Value::Null) => std::collections::BTreeMap::new(),
+        Some(Value::Object(headers)) => headers
+            .iter()
+            .map(|(name, value)| {
+                value
+                    .as_str()
+                    .map(|value| (name.clone(), value.to_owned()))
+                    .ok_or_else(|| invalid("tools", format!("header `{name}` must be a string")))
+            })
+            .collect::<Result<_, _>>()?,
+        Some(_) => return Err(invalid("tools", "`headers` must be an object of strings")),
+    };
+    landfall_tools::mcp::McpServer::for_request(label, url, &headers, allowed_tools, allow_private)
+        .map_err(|message| invalid("tools", format!("MCP server `{label}`: {message}")))
+}
+
 #[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used, reason = "tests")]
@@ -434,78 +506,4 @@ mod tests {
         assert!(tool_choice(&json!("sometimes")).is_err());
         assert!(tool_choice(&json!({"type": "web_search"})).is_err());
     }
-}
-
-/// The MCP server a request's `{"type": "mcp", "server_label", "server_url", "allowed_tools",
-/// "headers", "require_approval"}` tool names.
-///
-/// # Errors
-/// A missing label or URL, a URL the SSRF rule refuses, or `require_approval` other than
-/// `"never"` (approval requests sent back to the client are not supported; configure the
-/// server as a `[tools]` entry to hold its calls for a reviewer).
-pub(crate) fn mcp_server(
-    tool: &Value,
-    allow_private: &[String],
-) -> Result<std::sync::Arc<landfall_tools::mcp::McpServer>, ApiError> {
-    let text = |key: &str| tool.get(key).and_then(Value::as_str);
-    let label = text("server_label")
-        .filter(|label| {
-            !label.is_empty()
-                && label
-                    .chars()
-                    .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
-        })
-        .ok_or_else(|| {
-            invalid(
-                "tools",
-                "an mcp tool needs a `server_label` of letters, digits, `_` or `-`",
-            )
-        })?;
-    let url =
-        text("server_url").ok_or_else(|| invalid("tools", "an mcp tool needs a `server_url`"))?;
-    match tool.get("require_approval") {
-        None => {}
-        Some(Value::String(never)) if never == "never" => {}
-        Some(_) => {
-            return Err(invalid(
-                "tools",
-                "only `require_approval: \"never\"` is supported for request-level MCP \
-                 servers; configure the server as a [tools] entry with require_approval to \
-                 hold its calls for a reviewer",
-            ));
-        }
-    }
-    let allowed_tools = match tool.get("allowed_tools") {
-        None | Some(Value::Null) => None,
-        Some(Value::Array(names)) => Some(names),
-        Some(Value::Object(filter)) => filter.get("tool_names").and_then(Value::as_array),
-        Some(_) => {
-            return Err(invalid(
-                "tools",
-                "`allowed_tools` is a list of tool names or {\"tool_names\": […]}",
-            ));
-        }
-    }
-    .map(|names| {
-        names
-            .iter()
-            .filter_map(Value::as_str)
-            .map(str::to_owned)
-            .collect::<Vec<_>>()
-    });
-    let headers = match tool.get("headers") {
-        None | Some(Value::Null) => std::collections::BTreeMap::new(),
-        Some(Value::Object(headers)) => headers
-            .iter()
-            .map(|(name, value)| {
-                value
-                    .as_str()
-                    .map(|value| (name.clone(), value.to_owned()))
-                    .ok_or_else(|| invalid("tools", format!("header `{name}` must be a string")))
-            })
-            .collect::<Result<_, _>>()?,
-        Some(_) => return Err(invalid("tools", "`headers` must be an object of strings")),
-    };
-    landfall_tools::mcp::McpServer::for_request(label, url, &headers, allowed_tools, allow_private)
-        .map_err(|message| invalid("tools", format!("MCP server `{label}`: {message}")))
 }

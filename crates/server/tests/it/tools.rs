@@ -416,7 +416,8 @@ async fn mcp_servers_from_the_config_and_from_the_request() {
     assert_eq!(call["name"], "lookup_order");
     assert_eq!(call["status"], "completed", "{call}");
     assert!(tool_messages(&upstream)[0].contains("Order A-17 shipped"));
-    let offered: Vec<&str> = upstream.requests()[0].body["tools"]
+    let requests = upstream.requests();
+    let offered: Vec<&str> = requests[0].body["tools"]
         .as_array()
         .unwrap()
         .iter()

@@ -14,7 +14,10 @@ async fn main() -> anyhow::Result<()> {
                 .url
                 .trim_start_matches("http://127.0.0.1:")
                 .trim_end_matches("/mcp");
-            println!("ready {port}");
+            use std::io::Write as _;
+            let mut stdout = std::io::stdout();
+            writeln!(stdout, "ready {port}")?;
+            stdout.flush()?;
             std::future::pending::<()>().await;
         }
         _ => anyhow::bail!("usage: landfall-mcp-peer stdio|http"),
