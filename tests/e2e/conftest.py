@@ -17,6 +17,7 @@ import json
 import os
 import queue
 import socket
+import sqlite3
 import subprocess
 import threading
 import time
@@ -294,7 +295,23 @@ targets = [
 
 [models.limited]
 targets = [{{ provider = "limited", model = "limited-chat" }}]
+
+# A built-in tool for the Responses tests: read-only SQL on a small SQLite shop.
+[tools.shop]
+type = "sql"
+url = "sqlite://{_shop(database.parent)}"
 """
+
+
+def _shop(directory: Path) -> Path:
+    """A SQLite database with a few orders, for the ``sql`` tool."""
+    path = directory / "shop.db"
+    with sqlite3.connect(path) as connection:
+        connection.execute("CREATE TABLE orders (id INTEGER PRIMARY KEY, customer TEXT, total REAL)")
+        connection.executemany(
+            "INSERT INTO orders VALUES (?, ?, ?)", [(1, "Ada", 120.5), (2, "Lin", 80.0)]
+        )
+    return path
 
 
 @dataclass

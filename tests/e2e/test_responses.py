@@ -126,3 +126,32 @@ def test_bad_requests_are_openai_errors(client: openai.OpenAI) -> None:
     assert "resp_missing" in str(error.value)
     with pytest.raises(openai.NotFoundError):
         client.responses.create(model="no-such-model", input=PROMPT)
+
+
+def test_a_built_in_sql_tool_runs_on_the_server(client: openai.OpenAI) -> None:
+    # The mock model calls the first tool with the user's text as `query`.
+    query = "SELECT customer, total FROM orders ORDER BY id"
+    response = client.responses.create(
+        model="chat", input=query, tools=[{"type": "landfall", "name": "shop"}]
+    )
+    calls = [item for item in response.output if item.type == "mcp_call"]
+    assert len(calls) == 1, response.output
+    call = calls[0]
+    assert call.server_label == "landfall" and call.name == "shop"
+    assert json.loads(call.arguments) == {"query": query}
+    assert call.output is not None and "| Ada | 120.5 |" in call.output
+    assert response.output_text.startswith("tool said: | customer | total |")
+
+    refused = client.responses.create(
+        model="chat", input="DELETE FROM orders", tools=[{"type": "landfall", "name": "shop"}]
+    )
+    failed = [item for item in refused.output if item.type == "mcp_call"]
+    assert failed and failed[0].error and "read-only" in failed[0].error
+
+
+def test_an_unknown_built_in_tool_is_a_clear_error(client: openai.OpenAI) -> None:
+    with pytest.raises(openai.BadRequestError) as error:
+        client.responses.create(
+            model="chat", input="x", tools=[{"type": "landfall", "name": "nope"}]
+        )
+    assert "no tool `nope`" in str(error.value)
