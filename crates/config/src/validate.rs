@@ -173,27 +173,45 @@ fn entries(value: Option<toml::Value>, section: &str, errors: &mut Errors) -> to
     }
 }
 
+/// A `[SECTION.NAME]` entry with a `type`, split into the `shared` keys every type has and
+/// the type's own; `None` (with the error recorded) when it is not a table or has no type.
+fn split_typed(
+    value: toml::Value,
+    path: &str,
+    what: &str,
+    types: &str,
+    shared: &[&str],
+    errors: &mut Errors,
+) -> Option<(toml::Value, toml::Value)> {
+    let toml::Value::Table(mut table) = value else {
+        errors.push(path.to_owned(), "expected a table");
+        return None;
+    };
+    if !table.contains_key("type") {
+        errors.push(
+            format!("{path}.type"),
+            format!("missing {what} type ({types})"),
+        );
+        return None;
+    }
+    let common: toml::Table = shared
+        .iter()
+        .filter_map(|key| table.remove(*key).map(|value| ((*key).to_owned(), value)))
+        .collect();
+    Some((toml::Value::Table(common), toml::Value::Table(table)))
+}
+
 fn providers(value: Option<toml::Value>, errors: &mut Errors) -> BTreeMap<String, ProviderConfig> {
     let mut providers = BTreeMap::new();
     for (name, value) in entries(value, "providers", errors) {
         let path = format!("providers.{name}");
-        let toml::Value::Table(mut table) = value else {
-            errors.push(path, "expected a table");
+        let types = "\"openai\", \"anthropic\" or \"local\"";
+        let Some((http, table)) = split_typed(value, &path, "provider", types, HTTP_KEYS, errors)
+        else {
             continue;
         };
-        if !table.contains_key("type") {
-            errors.push(
-                format!("{path}.type"),
-                "missing provider type (\"openai\", \"anthropic\" or \"local\")",
-            );
-            continue;
-        }
-        let http_table: toml::Table = HTTP_KEYS
-            .iter()
-            .filter_map(|key| table.remove(*key).map(|value| ((*key).to_owned(), value)))
-            .collect();
-        let http: Option<HttpSettings> = deserialize(toml::Value::Table(http_table), &path, errors);
-        let kind: Option<ProviderKind> = deserialize(toml::Value::Table(table), &path, errors);
+        let http: Option<HttpSettings> = deserialize(http, &path, errors);
+        let kind: Option<ProviderKind> = deserialize(table, &path, errors);
         if let (Some(http), Some(kind)) = (http, kind) {
             providers.insert(name, ProviderConfig { http, kind });
         }
@@ -210,23 +228,14 @@ fn tools(
     let mut tools = BTreeMap::new();
     for (name, value) in entries(value, "tools", errors) {
         let path = format!("tools.{name}");
-        let toml::Value::Table(mut table) = value else {
-            errors.push(path, "expected a table");
+        let types = "\"http\", \"sql\", \"email\", \"ticket\", \"weather\" or \"mcp\"";
+        let Some((common, table)) =
+            split_typed(value, &path, "tool", types, COMMON_TOOL_KEYS, errors)
+        else {
             continue;
         };
-        if !table.contains_key("type") {
-            errors.push(
-                format!("{path}.type"),
-                "missing tool type (\"http\", \"sql\", \"email\", \"ticket\", \"weather\" or \"mcp\")",
-            );
-            continue;
-        }
-        let common: toml::Table = COMMON_TOOL_KEYS
-            .iter()
-            .filter_map(|key| table.remove(*key).map(|value| ((*key).to_owned(), value)))
-            .collect();
-        let common: Option<CommonToolKeys> = deserialize(toml::Value::Table(common), &path, errors);
-        let kind: Option<ToolKindConfig> = deserialize(toml::Value::Table(table), &path, errors);
+        let common: Option<CommonToolKeys> = deserialize(common, &path, errors);
+        let kind: Option<ToolKindConfig> = deserialize(table, &path, errors);
         let (Some(common), Some(mut kind)) = (common, kind) else {
             continue;
         };
