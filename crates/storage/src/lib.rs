@@ -1,7 +1,7 @@
 //! Durable metadata: tenants, API keys and the usage ledger, behind the [`MetadataStore`]
 //! trait, the hash-chained audit log behind [`AuditLog`], knowledge bases, and the guardrails'
 //! review queue and rule versions behind [`GuardrailStore`], and stored agent responses
-//! behind [`ResponseStore`], in SQLite (embedded, the
+//! behind [`ResponseStore`], and prompt template versions behind [`PromptStore`], in SQLite (embedded, the
 //! default) or PostgreSQL (shared by replicas).
 //!
 //! Only this crate knows SQL. It stores and returns records as given; deciding what a record
@@ -17,6 +17,7 @@ mod knowledge_sql;
 mod model;
 mod postgres;
 mod postgres_audit;
+mod prompts;
 mod responses;
 mod sqlite;
 mod sqlite_audit;
@@ -38,6 +39,7 @@ pub use model::{
     UsageRecord, UsageScope, UsageTotals, now_millis,
 };
 pub use postgres::PostgresStore;
+pub use prompts::{PromptRecord, PromptStore};
 pub use responses::{ApprovalRecord, ResponseRecord, ResponseStore};
 pub use sqlite::SqliteStore;
 
@@ -84,11 +86,17 @@ pub trait MetadataStore: Send + Sync {
 /// `Arc<dyn Store>` upcasts to `Arc<dyn MetadataStore>`, `Arc<dyn AuditLog>` or
 /// `Arc<dyn KnowledgeStore>` for code that needs only one of them.
 pub trait Store:
-    MetadataStore + AuditLog + KnowledgeStore + GuardrailStore + ResponseStore
+    MetadataStore + AuditLog + KnowledgeStore + GuardrailStore + ResponseStore + PromptStore
 {
 }
 
 impl<T> Store for T where
-    T: MetadataStore + AuditLog + KnowledgeStore + GuardrailStore + ResponseStore + ?Sized
+    T: MetadataStore
+        + AuditLog
+        + KnowledgeStore
+        + GuardrailStore
+        + ResponseStore
+        + PromptStore
+        + ?Sized
 {
 }

@@ -24,7 +24,7 @@ mod sqlite;
 macro_rules! conformance_suite {
     ($fixture:ty) => {
         $crate::conformance_suite!(
-            @cases $fixture;
+            @in conformance $fixture;
             tenant_round_trip,
             tenant_conflict,
             tenants_list_in_id_order_and_pages,
@@ -54,17 +54,18 @@ macro_rules! conformance_suite {
             audit_concurrent_appenders_form_one_chain,
         );
         $crate::conformance_suite!(
-            @guardrail_cases $fixture;
+            @in guardrails $fixture;
             reviews_round_trip_page_and_decide_once,
             rule_set_versions_are_saved_once,
         );
         $crate::conformance_suite!(
-            @response_cases $fixture;
+            @in responses $fixture;
             responses_round_trip_and_stay_in_their_tenant,
             approvals_round_trip_page_and_decide_once,
+            prompt_versions_are_immutable_and_list_latest,
         );
         $crate::conformance_suite!(
-            @knowledge_cases $fixture;
+            @in knowledge $fixture;
             knowledge_files_are_tenant_scoped_and_page,
             knowledge_vector_stores_round_trip,
             knowledge_ingest_lifecycle_and_change_log,
@@ -72,59 +73,14 @@ macro_rules! conformance_suite {
             knowledge_change_log_is_gapless_under_concurrency,
         );
     };
-    (@guardrail_cases $fixture:ty; $($case:ident),* $(,)?) => {
+    (@in $module:ident $fixture:ty; $($case:ident),* $(,)?) => {
         $(
             #[tokio::test(flavor = "multi_thread")]
             async fn $case() {
                 let Some(fixture) = <$fixture>::start(stringify!($case)).await else {
                     return;
                 };
-                let outcome = tokio::spawn(crate::guardrails::$case(fixture.store())).await;
-                fixture.finish().await;
-                if let Err(err) = outcome {
-                    std::panic::resume_unwind(err.into_panic());
-                }
-            }
-        )*
-    };
-    (@response_cases $fixture:ty; $($case:ident),* $(,)?) => {
-        $(
-            #[tokio::test(flavor = "multi_thread")]
-            async fn $case() {
-                let Some(fixture) = <$fixture>::start(stringify!($case)).await else {
-                    return;
-                };
-                let outcome = tokio::spawn(crate::responses::$case(fixture.store())).await;
-                fixture.finish().await;
-                if let Err(err) = outcome {
-                    std::panic::resume_unwind(err.into_panic());
-                }
-            }
-        )*
-    };
-    (@knowledge_cases $fixture:ty; $($case:ident),* $(,)?) => {
-        $(
-            #[tokio::test(flavor = "multi_thread")]
-            async fn $case() {
-                let Some(fixture) = <$fixture>::start(stringify!($case)).await else {
-                    return;
-                };
-                let outcome = tokio::spawn(crate::knowledge::$case(fixture.store())).await;
-                fixture.finish().await;
-                if let Err(err) = outcome {
-                    std::panic::resume_unwind(err.into_panic());
-                }
-            }
-        )*
-    };
-    (@cases $fixture:ty; $($case:ident),* $(,)?) => {
-        $(
-            #[tokio::test(flavor = "multi_thread")]
-            async fn $case() {
-                let Some(fixture) = <$fixture>::start(stringify!($case)).await else {
-                    return;
-                };
-                let outcome = tokio::spawn(crate::conformance::$case(fixture.store())).await;
+                let outcome = tokio::spawn(crate::$module::$case(fixture.store())).await;
                 fixture.finish().await;
                 if let Err(err) = outcome {
                     std::panic::resume_unwind(err.into_panic());

@@ -1,11 +1,13 @@
 //! `ResponseStore` conformance: responses round-trip, refuse a duplicate id, and are seen and
 //! deleted only by their own tenant; tool approvals round-trip, page by status and are
-//! decided once.
+//! decided once. `PromptStore`: versions are immutable, the latest is the highest, lists page
+//! by id.
 
 use std::sync::Arc;
 
 use landfall_storage::{
-    ApprovalRecord, PageRequest, ResponseRecord, ResponseStore, Store, StoreError,
+    ApprovalRecord, PageRequest, PromptRecord, PromptStore, ResponseRecord, ResponseStore, Store,
+    StoreError,
 };
 use serde_json::json;
 
@@ -113,4 +115,62 @@ pub async fn approvals_round_trip_page_and_decide_once(store: Arc<dyn Store>) {
         .unwrap();
     assert_eq!(all.len(), 1);
     assert_eq!(all[0].id, "apr_2");
+}
+
+fn prompt(id: &str, version: i64) -> PromptRecord {
+    PromptRecord {
+        id: id.to_owned(),
+        version,
+        template: json!({ "role": format!("v{version} 客服"), "variables": {"type": "object"} }),
+        created_at: 3_000 + version,
+    }
+}
+
+pub async fn prompt_versions_are_immutable_and_list_latest(store: Arc<dyn Store>) {
+    let store: Arc<dyn PromptStore> = store;
+    for (id, version) in [("support", 1), ("support", 2), ("report", 1), ("support", 3)] {
+        store.save_prompt(&prompt(id, version)).await.unwrap();
+    }
+    assert!(matches!(
+        store.save_prompt(&prompt("support", 2)).await,
+        Err(StoreError::Conflict { .. })
+    ));
+    assert_eq!(
+        store.get_prompt("support", None).await.unwrap(),
+        Some(prompt("support", 3))
+    );
+    assert_eq!(
+        store.get_prompt("support", Some(2)).await.unwrap(),
+        Some(prompt("support", 2))
+    );
+    assert_eq!(store.get_prompt("support", Some(9)).await.unwrap(), None);
+    assert_eq!(store.get_prompt("missing", None).await.unwrap(), None);
+    let latest = store
+        .list_prompts(&PageRequest {
+            after: None,
+            limit: 10,
+        })
+        .await
+        .unwrap();
+    assert_eq!(latest, vec![prompt("report", 1), prompt("support", 3)]);
+    let after = store
+        .list_prompts(&PageRequest {
+            after: Some("report".to_owned()),
+            limit: 10,
+        })
+        .await
+        .unwrap();
+    assert_eq!(after, vec![prompt("support", 3)]);
+    let versions: Vec<i64> = store
+        .list_prompt_versions("support")
+        .await
+        .unwrap()
+        .iter()
+        .map(|record| record.version)
+        .collect();
+    assert_eq!(versions, vec![1, 2, 3]);
+    assert!(store.delete_prompt("support").await.unwrap());
+    assert!(!store.delete_prompt("support").await.unwrap());
+    assert_eq!(store.get_prompt("support", Some(1)).await.unwrap(), None);
+    assert_eq!(store.list_prompt_versions("support").await.unwrap(), vec![]);
 }
