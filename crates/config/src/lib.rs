@@ -35,8 +35,8 @@ pub use local::{
     DEFAULT_LOCAL_FILE, DEFAULT_LOCAL_NAME, DEFAULT_LOCAL_REPO, LOCAL_MODEL_VAR, LocalModelConfig,
 };
 pub use model::{
-    Config, HttpSettings, ModelConfig, ModelKnowledge, ProviderConfig, ProviderKind, RoutingConfig,
-    ServerConfig, TargetConfig,
+    Config, HttpSettings, ModelConfig, ModelKnowledge, ModelPrompt, ProviderConfig, ProviderKind,
+    RoutingConfig, ServerConfig, TargetConfig,
 };
 pub use observability::{AuditBodies, AuditConfig, MetricsAccess, MetricsConfig, TelemetryConfig};
 pub use secret::Secret;

@@ -187,6 +187,7 @@ impl Config {
                 targets: vec![TargetConfig::to(DEFAULT_LOCAL_NAME)],
                 knowledge: None,
                 tool_protocol: Default::default(),
+                prompt: None,
             });
         true
     }

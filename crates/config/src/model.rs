@@ -197,6 +197,24 @@ pub struct ModelConfig {
     /// How `/v1/responses` asks this alias to call tools.
     #[serde(default)]
     pub tool_protocol: crate::ToolProtocol,
+    /// A stored prompt template every request to this alias starts with (a `/v1/responses`
+    /// request's own `prompt` takes its place).
+    #[serde(default)]
+    pub prompt: Option<ModelPrompt>,
+}
+
+/// The prompt template of a model alias.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ModelPrompt {
+    /// Its id in `/admin/v1/prompts`.
+    pub id: String,
+    /// A fixed version; the latest when absent.
+    #[serde(default)]
+    pub version: Option<u32>,
+    /// Variables it is rendered with.
+    #[serde(default)]
+    pub variables: serde_json::Map<String, serde_json::Value>,
 }
 
 /// Knowledge bases a model alias answers from.

@@ -14,8 +14,8 @@ use serde::de::DeserializeOwned;
 use crate::extract::JsonBody;
 use crate::routes::json_response;
 use crate::{
-    ApiError, AppState, approvals, audit, auth, guardrail_admin, model_admin, observe, reviews,
-    tools,
+    ApiError, AppState, approvals, audit, auth, guardrail_admin, model_admin, observe, prompts,
+    reviews, tools,
 };
 
 pub(crate) fn router(state: AppState) -> Router<AppState> {
@@ -44,6 +44,15 @@ pub(crate) fn router(state: AppState) -> Router<AppState> {
         .route("/models/{name}/unload", post(model_admin::unload))
         .route("/reload", post(model_admin::reload))
         .route("/tools", get(tools::list))
+        .route("/prompts", get(prompts::list).post(prompts::create))
+        .route(
+            "/prompts/{id}",
+            get(prompts::get)
+                .post(prompts::new_version)
+                .delete(prompts::delete),
+        )
+        .route("/prompts/{id}/versions", get(prompts::versions))
+        .route("/prompts/{id}/render", post(prompts::render))
         .route("/approvals", get(approvals::list))
         .route("/approvals/{id}", get(approvals::get))
         .route("/approvals/{id}/approve", post(approvals::approve))
@@ -112,6 +121,33 @@ fn created(value: &impl serde::Serialize) -> Response {
     let mut response = json_response(value);
     *response.status_mut() = StatusCode::CREATED;
     response
+}
+
+/// The store page of an admin list of at most `limit` (default 20, at most 100) items after
+/// `after`: one more than shown is asked for, to know whether there are more.
+pub(crate) fn page(after: Option<String>, limit: Option<u32>) -> landfall_storage::PageRequest {
+    landfall_storage::PageRequest {
+        after,
+        limit: limit.unwrap_or(20).clamp(1, 100) + 1,
+    }
+}
+
+/// The list body of `items`, fetched with `page`.
+pub(crate) fn page_list<T: serde::Serialize>(
+    page: &landfall_storage::PageRequest,
+    mut items: Vec<T>,
+    id: impl Fn(&T) -> &str,
+) -> Response {
+    let shown = page.limit.saturating_sub(1) as usize;
+    let has_more = items.len() > shown;
+    items.truncate(shown);
+    json_response(&serde_json::json!({
+        "object": "list",
+        "first_id": items.first().map(&id),
+        "last_id": items.last().map(&id),
+        "has_more": has_more,
+        "data": items,
+    }))
 }
 
 /// A query string, or 400 naming what is wrong with it.

@@ -6,9 +6,9 @@
 use axum::body::Bytes;
 use axum::extract::{Path, Query, State};
 use axum::response::Response;
-use landfall_storage::{ApprovalRecord, PageRequest, ResponseStore};
+use landfall_storage::{ApprovalRecord, ResponseStore};
 use serde::{Deserialize, Serialize};
-use serde_json::{Value, json};
+use serde_json::Value;
 
 use crate::responses::approval::{APPROVED, EXPIRED, PENDING, REJECTED};
 use crate::routes::json_response;
@@ -80,24 +80,14 @@ pub(crate) async fn list(
             param: "status",
         });
     }
-    let limit = query.limit.unwrap_or(20).clamp(1, 100);
-    let page = PageRequest {
-        after: query.after,
-        limit: limit + 1,
-    };
-    let mut approvals = store(&state)?
+    let page = crate::admin::page(query.after, query.limit);
+    let approvals = store(&state)?
         .list_approvals(query.status.as_deref(), &page)
         .await?;
-    let has_more = approvals.len() > limit as usize;
-    approvals.truncate(limit as usize);
     let data: Vec<View> = approvals.into_iter().map(View::from).collect();
-    Ok(json_response(&json!({
-        "object": "list",
-        "first_id": data.first().map(|approval| approval.id.clone()),
-        "last_id": data.last().map(|approval| approval.id.clone()),
-        "has_more": has_more,
-        "data": data,
-    })))
+    Ok(crate::admin::page_list(&page, data, |approval| {
+        &approval.id
+    }))
 }
 
 pub(crate) async fn get(

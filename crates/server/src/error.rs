@@ -94,6 +94,11 @@ pub enum ApiError {
     ResponseNotFound {
         id: String,
     },
+    /// No prompt template (or no such version of one) is available to the caller.
+    PromptNotFound {
+        id: String,
+        version: Option<i64>,
+    },
     /// An agent run failed for a reason of its own (not a model call's error).
     AgentFailed {
         message: String,
@@ -291,6 +296,15 @@ impl ApiError {
                 INVALID,
                 Some("response_not_found"),
                 format!("no response `{id}`"),
+            ),
+            Self::PromptNotFound { id, version } => mapped(
+                StatusCode::NOT_FOUND,
+                INVALID,
+                Some("prompt_not_found"),
+                match version {
+                    Some(version) => format!("prompt `{id}` has no version {version}"),
+                    None => format!("no prompt `{id}`"),
+                },
             ),
             Self::AgentFailed { message } => mapped(
                 StatusCode::BAD_GATEWAY,

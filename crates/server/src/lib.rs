@@ -14,6 +14,7 @@ mod guard;
 mod guardrail_admin;
 mod knowledge;
 mod model_admin;
+mod prompts;
 mod responses;
 mod reviews;
 
@@ -86,6 +87,7 @@ struct Inner {
     guardrail_operator: tokio::sync::Mutex<guardrail_admin::OperatorRules>,
     guardrail_store: std::sync::OnceLock<Arc<dyn landfall_storage::GuardrailStore>>,
     response_store: std::sync::OnceLock<Arc<dyn landfall_storage::ResponseStore>>,
+    prompt_store: std::sync::OnceLock<Arc<dyn landfall_storage::PromptStore>>,
 }
 
 /// Why the server's state could not be built.
@@ -152,6 +154,7 @@ impl AppState {
                 ),
                 guardrail_store: std::sync::OnceLock::new(),
                 response_store: std::sync::OnceLock::new(),
+                prompt_store: std::sync::OnceLock::new(),
             }),
         })
     }
@@ -168,6 +171,7 @@ impl AppState {
             .use_guardrail_store(store.clone() as Arc<dyn landfall_storage::GuardrailStore>)
             .await?;
         state.use_response_store(store.clone() as Arc<dyn landfall_storage::ResponseStore>);
+        state.use_prompt_store(store.clone() as Arc<dyn landfall_storage::PromptStore>);
         state.preload_local_models().await?;
         if config.knowledge.enabled {
             let rewriter = config.knowledge.search.rewrite_model.clone().map(|model| {
@@ -275,6 +279,15 @@ impl AppState {
 
     pub(crate) fn response_store(&self) -> Option<Arc<dyn landfall_storage::ResponseStore>> {
         self.inner.response_store.get().cloned()
+    }
+
+    /// Keeps prompt templates in `store` (set once). Without one, there are no templates.
+    pub fn use_prompt_store(&self, store: Arc<dyn landfall_storage::PromptStore>) {
+        let _ = self.inner.prompt_store.set(store);
+    }
+
+    pub(crate) fn prompt_store(&self) -> Option<Arc<dyn landfall_storage::PromptStore>> {
+        self.inner.prompt_store.get().cloned()
     }
 
     #[must_use]

@@ -9,9 +9,9 @@ use axum::response::Response;
 use landfall_accounting::RequestLog;
 use landfall_governance::Principal;
 use landfall_guardrails::Hit;
-use landfall_storage::{GuardrailStore, PageRequest, ReviewDecision, ReviewRecord};
+use landfall_storage::{GuardrailStore, ReviewDecision, ReviewRecord};
 use serde::{Deserialize, Serialize};
-use serde_json::{Value, json};
+use serde_json::Value;
 
 use crate::routes::json_response;
 use crate::{ApiError, AppState};
@@ -168,24 +168,12 @@ pub(crate) async fn list(
             param: "status",
         });
     }
-    let limit = query.limit.unwrap_or(20).clamp(1, 100);
-    let page = PageRequest {
-        after: query.after,
-        limit: limit + 1,
-    };
-    let mut reviews = store(&state)?
+    let page = crate::admin::page(query.after, query.limit);
+    let reviews = store(&state)?
         .list_reviews(query.status.as_deref(), &page)
         .await?;
-    let has_more = reviews.len() > limit as usize;
-    reviews.truncate(limit as usize);
     let data: Vec<AdminView> = reviews.into_iter().map(AdminView::from).collect();
-    Ok(json_response(&json!({
-        "object": "list",
-        "first_id": data.first().map(|review| review.id.clone()),
-        "last_id": data.last().map(|review| review.id.clone()),
-        "has_more": has_more,
-        "data": data,
-    })))
+    Ok(crate::admin::page_list(&page, data, |review| &review.id))
 }
 
 /// `GET /admin/v1/reviews/{id}`.

@@ -181,6 +181,7 @@ impl AppState {
                         targets: vec![landfall_config::TargetConfig::to(name)],
                         knowledge: None,
                         tool_protocol: Default::default(),
+                        prompt: None,
                     }
                 });
                 true

@@ -36,6 +36,7 @@ use rand::Rng;
 use serde_json::{Map, Value, json};
 
 use crate::extract::JsonBody;
+use crate::prompts::{self, PromptReference};
 use crate::routes::chat::token_usage;
 use crate::routes::json_response;
 use crate::tools::SERVER_LABEL;
@@ -153,12 +154,6 @@ async fn prepare(
     log: &RequestLog,
     request: CreateResponse,
 ) -> Result<Job, ApiError> {
-    if request.prompt.is_some() {
-        return Err(invalid(
-            "prompt",
-            "prompt templates are not available on this server yet; send `instructions`",
-        ));
-    }
     if request.conversation.is_some() {
         return Err(invalid(
             "conversation",
@@ -211,7 +206,29 @@ async fn prepare(
         None => Vec::new(),
     };
     let store = state.response_store();
+    let prompt = match request.prompt.clone() {
+        Some(value) => Some(
+            serde_json::from_value::<PromptReference>(value).map_err(|error| {
+                invalid(
+                    "prompt",
+                    format!("`prompt` must be {{id, version, variables}}: {error}"),
+                )
+            })?,
+        ),
+        None => prompts::of_alias(state, &model),
+    };
     let mut messages = Vec::new();
+    let mut prompt_echo = Value::Null;
+    if let Some(reference) = &prompt {
+        let resolved =
+            prompts::resolve(state, Some(&principal.tenant.id), reference, "prompt").await?;
+        messages.extend(resolved.rendered.messages());
+        prompt_echo = json!({
+            "id": reference.id,
+            "version": resolved.version.to_string(),
+            "variables": reference.variables,
+        });
+    }
     if let Some(instructions) = request
         .instructions
         .as_deref()
@@ -409,6 +426,7 @@ async fn prepare(
         "model": model,
         "parallel_tool_calls": request.parallel_tool_calls.unwrap_or(true),
         "previous_response_id": request.previous_response_id,
+        "prompt": prompt_echo,
         "reasoning": request.reasoning.unwrap_or(json!({"effort": null, "summary": null})),
         "store": store_requested && store.is_some(),
         "temperature": request.temperature.unwrap_or(1.0),

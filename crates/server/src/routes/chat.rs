@@ -18,7 +18,7 @@ use landfall_types::ChatRequest;
 use crate::extract::JsonBody;
 use crate::routes::grounding;
 use crate::routes::{json_response, rate_limit_headers, served_headers};
-use crate::{ApiError, AppState, CACHE_HEADER, SHED_HEADER, guard, sse};
+use crate::{ApiError, AppState, CACHE_HEADER, SHED_HEADER, guard, prompts, sse};
 
 pub(crate) async fn completions(
     State(state): State<AppState>,
@@ -58,6 +58,11 @@ async fn serve(
         Some(selection) => guard::check_messages(selection, &mut request.messages, log)?,
         None => Vec::new(),
     };
+    // The alias's prompt is the operator's text: it goes in after the input check.
+    let preamble = prompts::alias_messages(state, &principal.tenant.id, &request.model).await?;
+    if !preamble.is_empty() {
+        request.messages.splice(0..0, preamble);
+    }
     let sources =
         grounding::ground(state, principal, log, &mut request, guardrails.as_ref()).await?;
     let shed = governance.shed(&mut request)?;

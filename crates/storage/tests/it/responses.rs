@@ -128,7 +128,12 @@ fn prompt(id: &str, version: i64) -> PromptRecord {
 
 pub async fn prompt_versions_are_immutable_and_list_latest(store: Arc<dyn Store>) {
     let store: Arc<dyn PromptStore> = store;
-    for (id, version) in [("support", 1), ("support", 2), ("report", 1), ("support", 3)] {
+    for (id, version) in [
+        ("support", 1),
+        ("support", 2),
+        ("report", 1),
+        ("support", 3),
+    ] {
         store.save_prompt(&prompt(id, version)).await.unwrap();
     }
     assert!(matches!(
