@@ -1,7 +1,8 @@
 //! Durable metadata: tenants, API keys and the usage ledger, behind the [`MetadataStore`]
 //! trait, the hash-chained audit log behind [`AuditLog`], knowledge bases, and the guardrails'
 //! review queue and rule versions behind [`GuardrailStore`], and stored agent responses
-//! behind [`ResponseStore`], and prompt template versions behind [`PromptStore`], in SQLite (embedded, the
+//! behind [`ResponseStore`], prompt template versions behind [`PromptStore`], and conversations and long-term
+//! memories behind [`MemoryStore`], in SQLite (embedded, the
 //! default) or PostgreSQL (shared by replicas).
 //!
 //! Only this crate knows SQL. It stores and returns records as given; deciding what a record
@@ -14,6 +15,7 @@ mod error;
 mod guardrails;
 mod knowledge;
 mod knowledge_sql;
+mod memory;
 mod model;
 mod postgres;
 mod postgres_audit;
@@ -34,6 +36,7 @@ pub use knowledge::{
     BatchRecord, Change, ChangeOp, FileCounts, FileRecord, IngestError, IngestStatus,
     KnowledgeStore, NewChunk, StoreFileQuery, StoreFileRecord, StoredChunk, VectorStoreRecord,
 };
+pub use memory::{ConversationRecord, ItemQuery, ItemRecord, MemoryRecord, MemoryStore};
 pub use model::{
     ApiKey, Budget, BudgetLimit, BudgetPeriod, Limits, PageRequest, Scopes, Tenant, UnixMillis,
     UsageRecord, UsageScope, UsageTotals, now_millis,
@@ -86,7 +89,13 @@ pub trait MetadataStore: Send + Sync {
 /// `Arc<dyn Store>` upcasts to `Arc<dyn MetadataStore>`, `Arc<dyn AuditLog>` or
 /// `Arc<dyn KnowledgeStore>` for code that needs only one of them.
 pub trait Store:
-    MetadataStore + AuditLog + KnowledgeStore + GuardrailStore + ResponseStore + PromptStore
+    MetadataStore
+    + AuditLog
+    + KnowledgeStore
+    + GuardrailStore
+    + ResponseStore
+    + PromptStore
+    + MemoryStore
 {
 }
 
@@ -97,6 +106,7 @@ impl<T> Store for T where
         + GuardrailStore
         + ResponseStore
         + PromptStore
+        + MemoryStore
         + ?Sized
 {
 }

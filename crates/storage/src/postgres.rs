@@ -448,3 +448,4 @@ crate::knowledge_sql::knowledge_store!(
 crate::guardrails::guardrail_store!(PostgresStore, writer = pool, reader = pool);
 crate::responses::response_store!(PostgresStore, writer = pool, reader = pool);
 crate::prompts::prompt_store!(PostgresStore, writer = pool, reader = pool);
+crate::memory::memory_store!(PostgresStore, writer = pool, reader = pool);

@@ -338,3 +338,4 @@ crate::knowledge_sql::knowledge_store!(
 crate::guardrails::guardrail_store!(SqliteStore, writer = writer, reader = reader);
 crate::responses::response_store!(SqliteStore, writer = writer, reader = reader);
 crate::prompts::prompt_store!(SqliteStore, writer = writer, reader = reader);
+crate::memory::memory_store!(SqliteStore, writer = writer, reader = reader);

@@ -11,6 +11,7 @@ mod audit;
 mod conformance;
 mod guardrails;
 mod knowledge;
+mod memory;
 mod postgres;
 mod responses;
 mod sqlite;
@@ -63,6 +64,11 @@ macro_rules! conformance_suite {
             responses_round_trip_and_stay_in_their_tenant,
             approvals_round_trip_page_and_decide_once,
             prompt_versions_are_immutable_and_list_latest,
+        );
+        $crate::conformance_suite!(
+            @in memory $fixture;
+            conversations_append_page_and_stay_in_their_tenant,
+            memories_list_per_user_and_delete_in_their_tenant,
         );
         $crate::conformance_suite!(
             @in knowledge $fixture;
