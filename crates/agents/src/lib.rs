@@ -10,12 +10,14 @@
 //! tools a caller may use, admits and settles every model turn, and stores what was said.
 
 mod error;
+mod history;
 pub mod prompt;
 mod react;
 mod run;
 mod tool;
 
 pub use error::{AgentError, ToolError};
+pub use history::window_start;
 pub use prompt::{CompiledPrompt, PromptError, PromptTemplate, RenderedPrompt};
 pub use react::{
     ReactStep, STOP as REACT_STOP, parse as parse_react, system_prompt as react_prompt,

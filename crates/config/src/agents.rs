@@ -14,7 +14,7 @@ pub enum ToolProtocol {
     React,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct AgentsConfig {
     /// Model turns per response; the last turn is offered no tools.
@@ -28,6 +28,18 @@ pub struct AgentsConfig {
     /// Private, loopback or link-local hosts, addresses or networks that the MCP servers a
     /// request names (`{"type": "mcp", "server_url": …}`) may be on; public ones always may.
     pub mcp_allow_private: Vec<String>,
+    /// Turns of earlier conversation (`previous_response_id`, `conversation`) a response
+    /// sends, a turn starting at a user message; 0 sends all. Older turns are left out, or
+    /// replaced by the conversation's summary once one is written.
+    pub history_turns: u32,
+    /// Tokens of earlier conversation a response sends at most (estimated; whole turns are
+    /// dropped, oldest first, never the last); 0 is no budget.
+    pub history_tokens: u64,
+    /// Long-term memories of the end user (a request's `user`) recalled into a response by
+    /// similarity to its input; 0 recalls none.
+    pub memory_recall: u32,
+    /// Least cosine similarity of a recalled memory.
+    pub memory_min_score: f32,
 }
 
 impl Default for AgentsConfig {
@@ -38,6 +50,10 @@ impl Default for AgentsConfig {
             tool_timeout_ms: 30_000,
             deadline_ms: 300_000,
             mcp_allow_private: Vec::new(),
+            history_turns: 50,
+            history_tokens: 0,
+            memory_recall: 5,
+            memory_min_score: 0.3,
         }
     }
 }
@@ -60,6 +76,15 @@ impl AgentsConfig {
             problems.push((
                 "agents.deadline_ms",
                 "must be at least agents.tool_timeout_ms".to_owned(),
+            ));
+        }
+        if self.memory_recall > 50 {
+            problems.push(("agents.memory_recall", "must be at most 50".to_owned()));
+        }
+        if !(-1.0..=1.0).contains(&self.memory_min_score) {
+            problems.push((
+                "agents.memory_min_score",
+                "must be between -1 and 1".to_owned(),
             ));
         }
         problems

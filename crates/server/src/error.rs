@@ -94,6 +94,18 @@ pub enum ApiError {
     ResponseNotFound {
         id: String,
     },
+    /// No conversation has this id for the caller's tenant.
+    ConversationNotFound {
+        id: String,
+    },
+    /// The conversation has no item with this id.
+    ConversationItemNotFound {
+        id: String,
+    },
+    /// No long-term memory has this id for the caller's tenant.
+    MemoryNotFound {
+        id: String,
+    },
     /// No prompt template (or no such version of one) is available to the caller.
     PromptNotFound {
         id: String,
@@ -296,6 +308,24 @@ impl ApiError {
                 INVALID,
                 Some("response_not_found"),
                 format!("no response `{id}`"),
+            ),
+            Self::ConversationNotFound { id } => mapped(
+                StatusCode::NOT_FOUND,
+                INVALID,
+                Some("conversation_not_found"),
+                format!("no conversation `{id}`"),
+            ),
+            Self::ConversationItemNotFound { id } => mapped(
+                StatusCode::NOT_FOUND,
+                INVALID,
+                Some("item_not_found"),
+                format!("the conversation has no item `{id}`"),
+            ),
+            Self::MemoryNotFound { id } => mapped(
+                StatusCode::NOT_FOUND,
+                INVALID,
+                Some("memory_not_found"),
+                format!("no memory `{id}`"),
             ),
             Self::PromptNotFound { id, version } => mapped(
                 StatusCode::NOT_FOUND,

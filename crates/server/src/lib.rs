@@ -8,6 +8,7 @@ mod admin;
 mod approvals;
 mod audit;
 mod auth;
+mod conversations;
 mod error;
 mod extract;
 mod guard;
@@ -88,6 +89,7 @@ struct Inner {
     guardrail_store: std::sync::OnceLock<Arc<dyn landfall_storage::GuardrailStore>>,
     response_store: std::sync::OnceLock<Arc<dyn landfall_storage::ResponseStore>>,
     prompt_store: std::sync::OnceLock<Arc<dyn landfall_storage::PromptStore>>,
+    memory_store: std::sync::OnceLock<Arc<dyn landfall_storage::MemoryStore>>,
 }
 
 /// Why the server's state could not be built.
@@ -155,6 +157,7 @@ impl AppState {
                 guardrail_store: std::sync::OnceLock::new(),
                 response_store: std::sync::OnceLock::new(),
                 prompt_store: std::sync::OnceLock::new(),
+                memory_store: std::sync::OnceLock::new(),
             }),
         })
     }
@@ -172,6 +175,7 @@ impl AppState {
             .await?;
         state.use_response_store(store.clone() as Arc<dyn landfall_storage::ResponseStore>);
         state.use_prompt_store(store.clone() as Arc<dyn landfall_storage::PromptStore>);
+        state.use_memory_store(store.clone() as Arc<dyn landfall_storage::MemoryStore>);
         state.preload_local_models().await?;
         if config.knowledge.enabled {
             let rewriter = config.knowledge.search.rewrite_model.clone().map(|model| {
@@ -290,6 +294,15 @@ impl AppState {
         self.inner.prompt_store.get().cloned()
     }
 
+    /// Keeps conversations and long-term memories in `store` (set once).
+    pub fn use_memory_store(&self, store: Arc<dyn landfall_storage::MemoryStore>) {
+        let _ = self.inner.memory_store.set(store);
+    }
+
+    pub(crate) fn memory_store(&self) -> Option<Arc<dyn landfall_storage::MemoryStore>> {
+        self.inner.memory_store.get().cloned()
+    }
+
     #[must_use]
     pub fn governance(&self) -> &Governance {
         &self.inner.governance
@@ -367,6 +380,25 @@ pub fn router(state: AppState) -> Router {
         .route(
             "/responses/{id}",
             get(responses::retrieve).delete(responses::delete),
+        )
+        .route("/conversations", post(conversations::create))
+        .route(
+            "/conversations/{id}",
+            get(conversations::retrieve)
+                .post(conversations::update)
+                .delete(conversations::delete),
+        )
+        .route(
+            "/conversations/{id}/items",
+            get(conversations::list_items).post(conversations::create_items),
+        )
+        .route(
+            "/conversations/{id}/items/{item_id}",
+            get(conversations::get_item).delete(conversations::delete_item),
+        )
+        .route(
+            "/conversations/{id}/summarize",
+            post(conversations::summarize),
         )
         .route("/reviews/{id}", get(reviews::client_get))
         .route_layer(axum::middleware::from_fn_with_state(

@@ -11,8 +11,8 @@
 
 pub(crate) mod approval;
 mod file_search;
-mod model;
-mod request;
+pub(crate) mod model;
+pub(crate) mod request;
 mod transcript;
 
 use std::collections::HashMap;
@@ -146,6 +146,8 @@ struct Job {
     store: Option<Arc<dyn ResponseStore>>,
     /// The response object without its output, status and usage.
     skeleton: Map<String, Value>,
+    /// The conversation the run continues, and the input items it adds to it.
+    conversation: Option<(String, Vec<Value>)>,
 }
 
 async fn prepare(
@@ -154,10 +156,15 @@ async fn prepare(
     log: &RequestLog,
     request: CreateResponse,
 ) -> Result<Job, ApiError> {
-    if request.conversation.is_some() {
+    let conversation = request
+        .conversation
+        .as_ref()
+        .map(crate::conversations::reference)
+        .transpose()?;
+    if conversation.is_some() && request.previous_response_id.is_some() {
         return Err(invalid(
             "conversation",
-            "conversation objects are not available yet; continue with `previous_response_id`",
+            "send `conversation` or `previous_response_id`, not both",
         ));
     }
     if request.background == Some(true) {
@@ -256,11 +263,20 @@ async fn prepare(
                     message: error.to_string(),
                 }))
             })?;
-        messages.extend(history);
+        messages.extend(crate::conversations::window(state, history, 0));
+    }
+    if let Some(id) = &conversation {
+        let history = crate::conversations::history(state, &principal.tenant.id, id).await?;
+        messages.extend(history.windowed(state));
     }
     if input.is_empty() && messages.len() == preamble {
         return Err(invalid("input", "`input` must not be empty"));
     }
+    let input_items = if conversation.is_some() {
+        request::message_items(&input)
+    } else {
+        Vec::new()
+    };
     messages.extend(input);
 
     // Tools: the client's functions, and the ones Landfall runs.
@@ -427,6 +443,7 @@ async fn prepare(
         "parallel_tool_calls": request.parallel_tool_calls.unwrap_or(true),
         "previous_response_id": request.previous_response_id,
         "prompt": prompt_echo,
+        "conversation": conversation.as_ref().map(|id| json!({"id": id})),
         "reasoning": request.reasoning.unwrap_or(json!({"effort": null, "summary": null})),
         "store": store_requested && store.is_some(),
         "temperature": request.temperature.unwrap_or(1.0),
@@ -488,6 +505,7 @@ async fn prepare(
         preamble,
         store: store.filter(|_| store_requested),
         skeleton,
+        conversation: conversation.map(|id| (id, input_items)),
     })
 }
 
@@ -587,6 +605,11 @@ impl Job {
             );
         }
         let response = Value::Object(response);
+        if let Some((id, input)) = &self.conversation {
+            let mut items = input.clone();
+            items.extend(response["output"].as_array().into_iter().flatten().cloned());
+            crate::conversations::append(&self.state, &self.principal.tenant.id, id, items).await?;
+        }
         if self.log.keeps_bodies()
             && let Ok(text) = serde_json::to_string(&response)
         {

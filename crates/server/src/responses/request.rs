@@ -98,13 +98,53 @@ pub(crate) fn input_messages(input: Option<Input>) -> Result<Vec<ChatMessage>, A
     Ok(messages)
 }
 
+/// Chat messages as input items, the inverse of [`input_messages`]: what a conversation keeps
+/// of a request's input (after guardrails masked it).
+pub(crate) fn message_items(messages: &[ChatMessage]) -> Vec<Value> {
+    let mut items = Vec::with_capacity(messages.len());
+    for message in messages {
+        match message.role {
+            Role::Tool => items.push(json!({
+                "type": "function_call_output",
+                "call_id": message.tool_call_id.as_deref().unwrap_or_default(),
+                "output": message.text_content(),
+            })),
+            role => {
+                let text = message.text_content();
+                let (role, part) = match role {
+                    Role::Assistant => ("assistant", "output_text"),
+                    Role::System | Role::Developer => ("system", "input_text"),
+                    _ => ("user", "input_text"),
+                };
+                if !text.is_empty() || message.tool_calls.is_none() {
+                    items.push(json!({
+                        "type": "message",
+                        "role": role,
+                        "content": [{"type": part, "text": text}],
+                    }));
+                }
+                for call in message.tool_calls.iter().flatten() {
+                    items.push(json!({
+                        "type": "function_call",
+                        "call_id": call.id,
+                        "name": call.function.name,
+                        "arguments": call.function.arguments,
+                    }));
+                }
+            }
+        }
+    }
+    items
+}
+
 fn text_field<'a>(item: &'a Value, field: &str) -> Result<&'a str, String> {
     item.get(field)
         .and_then(Value::as_str)
         .ok_or_else(|| format!("`{field}` must be a string"))
 }
 
-fn push_item(messages: &mut Vec<ChatMessage>, item: &Value) -> Result<(), String> {
+/// Adds the chat message(s) of one input item to `messages`.
+pub(crate) fn push_item(messages: &mut Vec<ChatMessage>, item: &Value) -> Result<(), String> {
     let kind = match item.get("type").and_then(Value::as_str) {
         Some(kind) => kind,
         None if item.get("role").is_some() => "message",

@@ -17,6 +17,7 @@ mod hub;
 mod knowledge;
 mod knowledge_models;
 mod local_models;
+mod memory;
 mod prompts;
 mod protection;
 mod responses;
