@@ -14,6 +14,7 @@ mod extract;
 mod guard;
 mod guardrail_admin;
 mod knowledge;
+mod memories;
 mod model_admin;
 mod prompts;
 mod responses;
@@ -400,6 +401,9 @@ pub fn router(state: AppState) -> Router {
             "/conversations/{id}/summarize",
             post(conversations::summarize),
         )
+        .route("/memories", post(memories::create).get(memories::list))
+        .route("/memories/search", post(memories::search_route))
+        .route("/memories/{id}", axum::routing::delete(memories::delete))
         .route("/reviews/{id}", get(reviews::client_get))
         .route_layer(axum::middleware::from_fn_with_state(
             state.clone(),

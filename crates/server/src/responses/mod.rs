@@ -243,6 +243,26 @@ async fn prepare(
     {
         messages.push(ChatMessage::text(Role::System, instructions));
     }
+    let end_user = request
+        .safety_identifier
+        .clone()
+        .or_else(|| request.user.clone())
+        .filter(|user| !user.is_empty());
+    if let Some(user) = &end_user {
+        let query = input
+            .iter()
+            .rev()
+            .find(|message| message.role == Role::User)
+            .map(ChatMessage::text_content)
+            .unwrap_or_default();
+        let caller = crate::knowledge::caller(principal, log);
+        // Memories help; a failed recall (the embedder down, say) does not fail the response.
+        match crate::memories::recall(state, &caller, user, &query).await {
+            Ok(Some(recalled)) => messages.push(ChatMessage::text(Role::System, recalled)),
+            Ok(None) => {}
+            Err(error) => tracing::warn!(error = %error.detail().message, "memory recall failed"),
+        }
+    }
     let preamble = messages.len();
     if let Some(previous) = &request.previous_response_id {
         let record = match &store {
@@ -342,6 +362,24 @@ async fn prepare(
                     built,
                     SERVER_LABEL,
                     hold,
+                )?;
+            }
+            Some("memory") => {
+                let user = end_user.clone().ok_or_else(|| {
+                    invalid(
+                        "tools",
+                        "the memory tool saves facts about the end user: send `user`",
+                    )
+                })?;
+                let caller = crate::knowledge::caller(principal, log);
+                let remember = crate::memories::Remember::new(state.clone(), caller, user);
+                add_server_tools(
+                    &mut toolbox,
+                    &mut kinds,
+                    &mut held,
+                    vec![Arc::new(remember)],
+                    "memory",
+                    None,
                 )?;
             }
             Some("mcp") => {

@@ -310,3 +310,165 @@ async fn the_window_keeps_the_last_turns_and_a_summary_replaces_the_rest() {
         .await;
     assert_eq!(status, 404, "{error}");
 }
+
+/// A server whose knowledge embedder is the upstream's (deterministic: equal texts get equal
+/// vectors, different ones unrelated ones), recalling only near-identical memories.
+async fn memory_server(upstream: &MockUpstream, dir: &std::path::Path) -> Landfall {
+    let extra = format!(
+        "[knowledge]\nindex_dir = {:?}\n\
+         [knowledge.embedder]\ntype = \"gateway\"\nmodel = \"emb\"\ndimensions = 8\n\
+         [models.emb]\ntargets = [{{ provider = \"mock\", model = \"mock-embed\" }}]\n\
+         [agents]\nmemory_min_score = 0.9\n",
+        dir.join("index")
+    );
+    server(upstream, &extra).await
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn memories_are_saved_recalled_for_their_user_and_deleted() {
+    let upstream = MockUpstream::start(Script::new()).await;
+    let dir = tempfile::tempdir().unwrap();
+    let landfall = memory_server(&upstream, dir.path()).await;
+
+    let (status, saved) = landfall
+        .post(
+            "/v1/memories",
+            "",
+            json!({"user": "alice", "text": "prefers e-mail"}),
+        )
+        .await;
+    assert_eq!(status, 200, "{saved}");
+    assert_eq!(saved["object"], "memory");
+    assert_eq!(saved["source"], "api");
+    let memory_id = saved["id"].as_str().unwrap().to_owned();
+    landfall
+        .post(
+            "/v1/memories",
+            "",
+            json!({"user": "bob", "text": "prefers e-mail"}),
+        )
+        .await;
+
+    let (status, found) = landfall
+        .post(
+            "/v1/memories/search",
+            "",
+            json!({"user": "alice", "query": "prefers e-mail"}),
+        )
+        .await;
+    assert_eq!(status, 200, "{found}");
+    assert_eq!(found["data"].as_array().unwrap().len(), 1);
+    assert!(
+        found["data"][0]["score"].as_f64().unwrap() > 0.99,
+        "{found}"
+    );
+
+    // A response of alice's whose input is like a memory gets it as context (not stored in
+    // the conversation); one without `user` does not.
+    let response = respond(
+        &landfall,
+        json!({"model": "m", "user": "alice", "input": "prefers e-mail"}),
+    )
+    .await;
+    assert_eq!(
+        last_sent(&upstream),
+        [
+            "system: What you know about this user from earlier conversations:\n- prefers e-mail",
+            "user: prefers e-mail"
+        ]
+    );
+    respond(
+        &landfall,
+        json!({"model": "m", "input": "hello", "previous_response_id": response["id"]}),
+    )
+    .await;
+    assert_eq!(last_sent(&upstream)[0], "user: prefers e-mail");
+    respond(
+        &landfall,
+        json!({"model": "m", "user": "carol", "input": "prefers e-mail"}),
+    )
+    .await;
+    assert_eq!(last_sent(&upstream), ["user: prefers e-mail"]);
+
+    // The model saves a fact with the memory tool.
+    let upstream_calls =
+        MockUpstream::start(Script::new().chat([landfall_testkit::Reply::tool_call(
+            "call_1",
+            "remember",
+            &json!({"fact": "owns an X200"}),
+        )]))
+        .await;
+    let dir_calls = tempfile::tempdir().unwrap();
+    let landfall_calls = memory_server(&upstream_calls, dir_calls.path()).await;
+    let remembered = respond(
+        &landfall_calls,
+        json!({"model": "m", "user": "alice", "input": "I have an X200", "tools": [{"type": "memory"}]}),
+    )
+    .await;
+    let call = remembered["output"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|item| item["type"] == "mcp_call")
+        .unwrap_or_else(|| panic!("{remembered}"));
+    assert_eq!(call["name"], "remember");
+    assert_eq!(call["output"], "Saved: owns an X200");
+    let (_, listed) = landfall_calls.get("/v1/memories?user=alice", "").await;
+    assert_eq!(listed["data"][0]["text"], "owns an X200");
+    assert_eq!(listed["data"][0]["source"], "model");
+
+    // Clear errors.
+    let (status, error) = landfall
+        .post(
+            "/v1/responses",
+            "",
+            json!({"model": "m", "input": "x", "tools": [{"type": "memory"}]}),
+        )
+        .await;
+    assert_eq!(status, 400, "{error}");
+    assert!(
+        error["error"]["message"].as_str().unwrap().contains("user"),
+        "{error}"
+    );
+    let (status, _) = landfall
+        .post("/v1/memories", "", json!({"user": "alice", "text": "  "}))
+        .await;
+    assert_eq!(status, 400);
+    let (status, _) = landfall.get("/v1/memories", "").await;
+    assert_eq!(status, 400);
+
+    let (status, _) = landfall
+        .call(
+            Method::DELETE,
+            &format!("/v1/memories/{memory_id}"),
+            "",
+            None,
+        )
+        .await;
+    assert_eq!(status, 200);
+    let (status, missing) = landfall
+        .call(
+            Method::DELETE,
+            &format!("/v1/memories/{memory_id}"),
+            "",
+            None,
+        )
+        .await;
+    assert_eq!(status, 404, "{missing}");
+    let (_, listed) = landfall.get("/v1/memories?user=alice", "").await;
+    assert!(listed["data"].as_array().unwrap().is_empty(), "{listed}");
+
+    // Without an embedder, saving says what to configure.
+    let plain = server(&upstream, "").await;
+    let (status, error) = plain
+        .post("/v1/memories", "", json!({"user": "alice", "text": "x"}))
+        .await;
+    assert_eq!(status, 400, "{error}");
+    assert!(
+        error["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("knowledge.embedder"),
+        "{error}"
+    );
+}
