@@ -13,7 +13,7 @@ use landfall_accounting::RequestLog;
 use landfall_gateway::Operation;
 use landfall_governance::Principal;
 use landfall_storage::{ConversationRecord, ItemQuery, ItemRecord, MemoryStore, StoreError};
-use landfall_types::{ChatMessage, ChatRequest, Extra, Role};
+use landfall_types::{ChatMessage, ChatRequest, Role};
 use serde::Deserialize;
 use serde_json::{Map, Value, json};
 
@@ -69,6 +69,17 @@ fn item_view(item: &ItemRecord) -> Value {
         object.entry("status").or_insert_with(|| json!("completed"));
     }
     view
+}
+
+fn item_list(items: &[ItemRecord], has_more: bool) -> Response {
+    let data: Vec<Value> = items.iter().map(item_view).collect();
+    json_response(&json!({
+        "object": "list",
+        "data": data,
+        "first_id": items.first().map(|item| item.id.clone()),
+        "last_id": items.last().map(|item| item.id.clone()),
+        "has_more": has_more,
+    }))
 }
 
 /// New items from a request: each checked the way `/v1/responses` reads input items, and
@@ -403,14 +414,7 @@ pub(crate) async fn list_items(
         .await?;
     let has_more = items.len() > limit as usize;
     items.truncate(limit as usize);
-    let data: Vec<Value> = items.iter().map(item_view).collect();
-    Ok(json_response(&json!({
-        "object": "list",
-        "data": data,
-        "first_id": items.first().map(|item| item.id.clone()),
-        "last_id": items.last().map(|item| item.id.clone()),
-        "has_more": has_more,
-    })))
+    Ok(item_list(&items, has_more))
 }
 
 #[derive(Debug, Deserialize)]
@@ -436,14 +440,7 @@ pub(crate) async fn create_items(
     {
         return Err(not_found(&id));
     }
-    let data: Vec<Value> = items.iter().map(item_view).collect();
-    Ok(json_response(&json!({
-        "object": "list",
-        "data": data,
-        "first_id": items.first().map(|item| item.id.clone()),
-        "last_id": items.last().map(|item| item.id.clone()),
-        "has_more": false,
-    })))
+    Ok(item_list(&items, false))
 }
 
 /// `GET /v1/conversations/{id}/items/{item_id}`.
@@ -531,23 +528,7 @@ pub(crate) async fn summarize(
         };
         transcript.push_str(&format!("{speaker}: {text}\n"));
     }
-    let chat = ChatRequest {
-        model: request.model.clone(),
-        messages: vec![
-            ChatMessage::text(Role::System, SUMMARY_INSTRUCTIONS),
-            ChatMessage::text(Role::User, transcript),
-        ],
-        stream: None,
-        stream_options: None,
-        max_tokens: Some(1024),
-        max_completion_tokens: None,
-        temperature: Some(0.0),
-        top_p: None,
-        stop: None,
-        tools: None,
-        tool_choice: None,
-        extra: Extra::new(),
-    };
+    let chat = ChatRequest::instructed(&request.model, SUMMARY_INSTRUCTIONS, transcript, 1024);
     let model = GovernedModel::new(state.clone(), principal.clone(), log.clone());
     let turn = landfall_agents::Model::complete(&model, chat, None).await;
     let (usage, reported) = model.usage();

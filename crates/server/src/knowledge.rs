@@ -19,8 +19,7 @@ use landfall_models::ModelSource;
 use landfall_providers::hub::{FileProgress, HubClient, HubRepo, ProgressFn};
 use landfall_storage::Store;
 use landfall_types::{
-    ChatMessage, ChatRequest, EmbeddingInput, EmbeddingRequest, EmbeddingResponse, EmbeddingVector,
-    Role,
+    ChatRequest, EmbeddingInput, EmbeddingRequest, EmbeddingResponse, EmbeddingVector,
 };
 use rand::Rng;
 
@@ -167,23 +166,7 @@ impl Rewriter for GatewayRewriter {
         input: &str,
         caller: &Caller,
     ) -> Result<String, KnowledgeError> {
-        let request = ChatRequest {
-            model: self.model.clone(),
-            messages: vec![
-                ChatMessage::text(Role::System, instructions),
-                ChatMessage::text(Role::User, input),
-            ],
-            stream: None,
-            stream_options: None,
-            max_tokens: Some(512),
-            max_completion_tokens: None,
-            temperature: Some(0.0),
-            top_p: None,
-            stop: None,
-            tools: None,
-            tool_choice: None,
-            extra: Default::default(),
-        };
+        let request = ChatRequest::instructed(&self.model, instructions, input.to_owned(), 512);
         let call = GovernedCall::begin(
             &self.state,
             caller,

@@ -36,6 +36,29 @@ pub struct ChatRequest {
 }
 
 impl ChatRequest {
+    /// A deterministic one-shot request Landfall makes itself (a query rewrite, a summary):
+    /// `instructions` as the system message, `input` as the user's, temperature 0.
+    #[must_use]
+    pub fn instructed(model: &str, instructions: &str, input: String, max_tokens: u32) -> Self {
+        Self {
+            model: model.to_owned(),
+            messages: vec![
+                ChatMessage::text(Role::System, instructions),
+                ChatMessage::text(Role::User, input),
+            ],
+            stream: None,
+            stream_options: None,
+            max_tokens: Some(max_tokens),
+            max_completion_tokens: None,
+            temperature: Some(0.0),
+            top_p: None,
+            stop: None,
+            tools: None,
+            tool_choice: None,
+            extra: Extra::new(),
+        }
+    }
+
     /// Whether the client asked for a server-sent event stream.
     #[must_use]
     pub fn is_stream(&self) -> bool {
