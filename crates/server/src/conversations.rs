@@ -93,6 +93,7 @@ pub(crate) fn new_items(
         .into_iter()
         .enumerate()
         .map(|(index, item)| {
+            let item = normalized(item);
             let mut scratch = Vec::new();
             push_item(&mut scratch, &item)
                 .map_err(|message| invalid(param, format!("{param}[{index}]: {message}")))?;
@@ -112,6 +113,28 @@ pub(crate) fn new_items(
             })
         })
         .collect()
+}
+
+/// An item as OpenAI lists it: a message has a `type` and its content is a list of parts.
+fn normalized(mut item: Value) -> Value {
+    let Some(object) = item.as_object_mut() else {
+        return item;
+    };
+    if object.get("type").is_none() && object.contains_key("role") {
+        object.insert("type".to_owned(), json!("message"));
+    }
+    if object.get("type").and_then(Value::as_str) == Some("message")
+        && let Some(Value::String(text)) = object.get("content")
+    {
+        let part = if object.get("role").and_then(Value::as_str) == Some("assistant") {
+            "output_text"
+        } else {
+            "input_text"
+        };
+        let parts = json!([{"type": part, "text": text}]);
+        object.insert("content".to_owned(), parts);
+    }
+    item
 }
 
 fn id_prefix(kind: &str) -> &'static str {
