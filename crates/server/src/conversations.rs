@@ -26,7 +26,17 @@ use crate::routes::json_response;
 use crate::{ApiError, AppState};
 
 /// Items a conversation sends a model at most; older ones need a summary.
-const MAX_ITEMS: u32 = 10_000;
+pub(crate) const MAX_ITEMS: u32 = 10_000;
+/// Items read per turn of the window: enough for a turn with many tool calls.
+const ITEMS_PER_TURN: u32 = 32;
+
+/// How many of the newest items a response reads for its window.
+pub(crate) fn window_items(state: &AppState) -> u32 {
+    match state.routes().config.agents.history_turns {
+        0 => MAX_ITEMS,
+        turns => turns.saturating_mul(ITEMS_PER_TURN).min(MAX_ITEMS),
+    }
+}
 /// Items one `POST` adds at most, as OpenAI limits it.
 const MAX_NEW_ITEMS: usize = 20;
 
@@ -178,22 +188,25 @@ pub(crate) async fn history(
     state: &AppState,
     tenant_id: &str,
     id: &str,
+    newest: u32,
 ) -> Result<History, ApiError> {
     let store = store(state)?;
     let conversation = store
         .get_conversation(tenant_id, id)
         .await?
         .ok_or_else(|| not_found(id))?;
-    let items = store
+    let mut items = store
         .list_items(
             id,
             &ItemQuery {
                 after: None,
-                limit: MAX_ITEMS,
-                descending: false,
+                limit: newest,
+                descending: true,
             },
         )
         .await?;
+    let truncated = items.len() >= newest as usize;
+    items.reverse();
     let mut messages = Vec::new();
     let mut seqs = Vec::new();
     if let Some(summary) = &conversation.summary {
@@ -212,6 +225,15 @@ pub(crate) async fn history(
             continue;
         }
         seqs.resize(messages.len(), item.seq);
+    }
+    if truncated {
+        // The oldest fetched turn may have lost its start: begin at a user message.
+        let first_user = messages[summary_messages..]
+            .iter()
+            .position(|message| message.role == Role::User)
+            .unwrap_or(messages.len() - summary_messages);
+        messages.drain(summary_messages..summary_messages + first_user);
+        seqs.drain(summary_messages..summary_messages + first_user);
     }
     Ok(History {
         conversation,
@@ -529,7 +551,7 @@ pub(crate) async fn summarize(
         .keep_turns
         .unwrap_or(state.routes().config.agents.history_turns)
         .max(1) as usize;
-    let history = history(&state, &principal.tenant.id, &id).await?;
+    let history = history(&state, &principal.tenant.id, &id, MAX_ITEMS).await?;
     let pinned = history.summary_messages;
     let start =
         pinned + landfall_agents::window_start(&history.messages[pinned..], keep_turns, 0, |_| 0);

@@ -286,7 +286,9 @@ async fn prepare(
         messages.extend(crate::conversations::window(state, history, 0));
     }
     if let Some(id) = &conversation {
-        let history = crate::conversations::history(state, &principal.tenant.id, id).await?;
+        let newest = crate::conversations::window_items(state);
+        let history =
+            crate::conversations::history(state, &principal.tenant.id, id, newest).await?;
         messages.extend(history.windowed(state));
     }
     if input.is_empty() && messages.len() == preamble {

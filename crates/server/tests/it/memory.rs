@@ -301,6 +301,42 @@ async fn the_window_keeps_the_last_turns_and_a_summary_replaces_the_rest() {
         ["user: four", "assistant: echo: four", "user: five"]
     );
 
+    // A long conversation: the window is read from its newest items.
+    let (_, long) = landfall.post("/v1/conversations", "", json!({})).await;
+    let long_id = long["id"].as_str().unwrap();
+    for batch in 0..4 {
+        let items: Vec<Value> = (0..20)
+            .map(|index| {
+                let number = batch * 20 + index;
+                let role = if number % 2 == 0 { "user" } else { "assistant" };
+                json!({"type": "message", "role": role, "content": format!("m{number}")})
+            })
+            .collect();
+        let (status, added) = landfall
+            .post(
+                &format!("/v1/conversations/{long_id}/items"),
+                "",
+                json!({"items": items}),
+            )
+            .await;
+        assert_eq!(status, 200, "{added}");
+    }
+    respond(
+        &landfall,
+        json!({"model": "m", "conversation": long_id, "input": "next"}),
+    )
+    .await;
+    assert_eq!(
+        last_sent(&upstream),
+        [
+            "user: m76",
+            "assistant: m77",
+            "user: m78",
+            "assistant: m79",
+            "user: next"
+        ]
+    );
+
     let (status, error) = landfall
         .post(
             &format!("/v1/conversations/{id}/summarize"),
