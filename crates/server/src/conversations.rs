@@ -434,6 +434,8 @@ pub(crate) async fn list_items(
     let query = query
         .map(|Query(query)| query)
         .map_err(|rejection| invalid("query", rejection.body_text()))?;
+    // `include` (extra fields of items) is accepted as the SDK sends it; items carry all
+    // their fields already.
     let _ = query.include;
     let descending = match query.order.as_deref() {
         None | Some("desc") => true,

@@ -174,16 +174,16 @@ fn compile(record: &PromptRecord) -> Result<CompiledPrompt, ApiError> {
     template.compile().map_err(|e| corrupt(e.to_string()))
 }
 
-/// A template from an admin body, checked.
-fn parse(body: Value) -> Result<(PromptTemplate, Value), ApiError> {
+/// A template from an admin body, checked, as the document the store keeps.
+fn parse(body: Value) -> Result<Value, ApiError> {
     let template: PromptTemplate =
         serde_json::from_value(body).map_err(|error| invalid("(body)", error.to_string()))?;
-    let document = serde_json::to_value(&template).map_err(|e| invalid("(body)", e.to_string()))?;
+    let document =
+        serde_json::to_value(&template).map_err(|error| invalid("(body)", error.to_string()))?;
     template
-        .clone()
         .compile()
         .map_err(|error| invalid("(body)", error.to_string()))?;
-    Ok((template, document))
+    Ok(document)
 }
 
 fn check_id(id: &str) -> Result<(), ApiError> {
@@ -240,7 +240,7 @@ pub(crate) async fn create(
         _ => return Err(invalid("id", "a prompt needs a string `id`")),
     };
     check_id(&id)?;
-    let (_, template) = parse(Value::Object(body))?;
+    let template = parse(Value::Object(body))?;
     let record = PromptRecord {
         id,
         version: 1,
@@ -273,7 +273,7 @@ pub(crate) async fn new_version(
             id: id.clone(),
             version: None,
         })?;
-    let (_, template) = parse(body)?;
+    let template = parse(body)?;
     let record = PromptRecord {
         id,
         version: latest.version + 1,
