@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Runs everything CI runs: formatting, lints, the Rust test suite, and the end-to-end test
-# in which the official `openai` Python SDK drives a running `landfall`.
+# in which the official `openai` Python SDK drives a running `landfall`, and the examples.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -34,3 +34,6 @@ fi
 
 step "End-to-end: openai Python SDK against landfall"
 scripts/e2e.sh
+
+step "Examples: customer service and report assistant, end to end"
+examples/run.sh

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The Python venv the tests use: the openai SDK and pytest for the end-to-end test, aiosmtpd
-# and trustme for the SMTP peer of the email tool's tests.
+# and trustme for the SMTP peer of the email tool's tests, vl-convert-python for the
+# report-assistant example's chart.
 #
 # Creates or reuses a venv at $LANDFALL_VENV (default ~/.cache/landfall-test/venv), installs
 # tests/e2e/requirements.txt into it when that file changed, and prints its python's path.

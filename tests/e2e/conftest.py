@@ -13,6 +13,7 @@ are terminated at session end, and killed if they do not exit in time.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import queue
@@ -100,20 +101,15 @@ def _free_port() -> int:
 @dataclass
 class MockUpstream:
     base_url: str
-    process: subprocess.Popen
 
 
-@pytest.fixture(scope="session")
-def mock_upstream(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MockUpstream]:
-    binary = _binary("MOCK_UPSTREAM_BIN")
-    stderr_path = tmp_path_factory.mktemp("mock-upstream") / "stderr.log"
+@contextlib.contextmanager
+def peer(argv: list[str], stderr_path: Path, prefix: str, **options) -> Iterator[str]:
+    """Runs a peer process that announces itself with a first stdout line ``PREFIX REST``;
+    yields REST (its address or ports) and stops the process at exit."""
     with stderr_path.open("wb") as stderr:
         process = subprocess.Popen(
-            [str(binary), "--listen", "127.0.0.1:0"],
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.PIPE,
-            stderr=stderr,
-            env=_clean_env(),
+            argv, stdout=subprocess.PIPE, stderr=stderr, env=_clean_env(), **options
         )
     try:
         # readline() blocks, so it runs in a thread and the wait on its result is bounded.
@@ -126,22 +122,29 @@ def mock_upstream(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MockUpst
             line = lines.get(timeout=STARTUP_TIMEOUT_S).decode(errors="replace").strip()
         except queue.Empty:
             pytest.fail(
-                f"mock upstream printed nothing within {STARTUP_TIMEOUT_S:.0f} s; "
+                f"{argv[0]} printed nothing within {STARTUP_TIMEOUT_S:.0f} s; "
                 f"stderr:\n{_tail(stderr_path)}"
             )
-        prefix = "listening on "
         if not line.startswith(prefix):
             process.poll()
             pytest.fail(
-                f"mock upstream said {line!r} (exit status {process.returncode}) instead of "
-                f"'listening on ADDR'; stderr:\n{_tail(stderr_path)}"
+                f"{argv[0]} said {line!r} (exit status {process.returncode}) instead of "
+                f"'{prefix}…'; stderr:\n{_tail(stderr_path)}"
             )
-        address = line[len(prefix) :]
-        yield MockUpstream(base_url=f"http://{address}/v1", process=process)
+        yield line[len(prefix) :].strip()
     finally:
         _stop(process)
         if process.stdout is not None:
             process.stdout.close()
+
+
+@pytest.fixture(scope="session")
+def mock_upstream(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MockUpstream]:
+    binary = _binary("MOCK_UPSTREAM_BIN")
+    stderr_path = tmp_path_factory.mktemp("mock-upstream") / "stderr.log"
+    argv = [str(binary), "--listen", "127.0.0.1:0"]
+    with peer(argv, stderr_path, "listening on ", stdin=subprocess.DEVNULL) as address:
+        yield MockUpstream(base_url=f"http://{address}/v1")
 
 
 @dataclass
@@ -159,7 +162,7 @@ class _RateLimitedHandler(BaseHTTPRequestHandler):
     """Answers POST /v1/chat/completions with 429 and `Retry-After: 1`; anything else 404."""
 
     protocol_version = "HTTP/1.1"
-    server: "_LimitedServer"
+    server: "StateServer"
 
     def _send_json(self, status: int, body: dict, headers: dict[str, str] | None = None) -> None:
         payload = json.dumps(body).encode()
@@ -200,24 +203,35 @@ class _RateLimitedHandler(BaseHTTPRequestHandler):
         pass  # keep the test output quiet
 
 
-class _LimitedServer(ThreadingHTTPServer):
+class StateServer(ThreadingHTTPServer):
+    """A threaded stdlib server whose handlers share `state`."""
+
     daemon_threads = True
-    state: LimitedUpstream
+    state: object
 
 
-@pytest.fixture(scope="session")
-def limited_upstream() -> Iterator[LimitedUpstream]:
-    server = _LimitedServer(("127.0.0.1", 0), _RateLimitedHandler)
-    host, port = server.server_address[:2]
-    server.state = LimitedUpstream(base_url=f"http://{host}:{port}/v1")
+@contextlib.contextmanager
+def in_thread(handler: type[BaseHTTPRequestHandler], state) -> Iterator[str]:
+    """Serves HANDLER on a free 127.0.0.1 port in a thread, its handlers seeing STATE as
+    ``self.server.state``; yields ``http://127.0.0.1:PORT``."""
+    server = StateServer(("127.0.0.1", 0), handler)
+    server.state = state
     thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.1}, daemon=True)
     thread.start()
     try:
-        yield server.state
+        yield f"http://127.0.0.1:{server.server_address[1]}"
     finally:
         server.shutdown()
         server.server_close()
         thread.join(timeout=STOP_TIMEOUT_S)
+
+
+@pytest.fixture(scope="session")
+def limited_upstream() -> Iterator[LimitedUpstream]:
+    state = LimitedUpstream(base_url="")
+    with in_thread(_RateLimitedHandler, state) as url:
+        state.base_url = f"{url}/v1"
+        yield state
 
 
 def _minilm() -> Path | None:
@@ -346,18 +360,12 @@ def _wait_healthy(process: subprocess.Popen, url: str, stderr_path: Path) -> boo
     )
 
 
-@pytest.fixture(scope="session")
-def landfall(
-    tmp_path_factory: pytest.TempPathFactory,
-    mock_upstream: MockUpstream,
-    limited_upstream: LimitedUpstream,
-) -> Iterator[Landfall]:
+@contextlib.contextmanager
+def serve(directory: Path, config: str) -> Iterator[Landfall]:
+    """``$LANDFALL_BIN serve`` with CONFIG (written to DIRECTORY) on a free port, until exit."""
     binary = _binary("LANDFALL_BIN")
-    directory = tmp_path_factory.mktemp("landfall")
     config_path = directory / "landfall.toml"
-    config_path.write_text(
-        _config(mock_upstream.base_url, limited_upstream.base_url, directory / "landfall.db")
-    )
+    config_path.write_text(config)
     # The port is picked free and then handed over, so another process may take it in between:
     # landfall then exits at once and the start is retried on a new port.
     for attempt in range(3):
@@ -371,6 +379,7 @@ def landfall(
                 stdout=subprocess.DEVNULL,
                 stderr=stderr,
                 env=_clean_env(),
+                cwd=directory,  # what the config leaves at its defaults (./landfall-data) goes here
             )
         try:
             healthy = _wait_healthy(process, url, stderr_path)
@@ -387,11 +396,22 @@ def landfall(
     else:
         pytest.fail(f"landfall could not bind a free port in 3 tries; stderr:\n{_tail(stderr_path)}")
     try:
-        server = Landfall(url=url, base_url=f"{url}/v1", process=process, stderr_path=stderr_path)
-        KEYS["default"] = create_key(server, {"id": "e2e"}, {})
-        yield server
+        yield Landfall(url=url, base_url=f"{url}/v1", process=process, stderr_path=stderr_path)
     finally:
         _stop(process)
+
+
+@pytest.fixture(scope="session")
+def landfall(
+    tmp_path_factory: pytest.TempPathFactory,
+    mock_upstream: MockUpstream,
+    limited_upstream: LimitedUpstream,
+) -> Iterator[Landfall]:
+    directory = tmp_path_factory.mktemp("landfall")
+    config = _config(mock_upstream.base_url, limited_upstream.base_url, directory / "landfall.db")
+    with serve(directory, config) as server:
+        KEYS["default"] = create_key(server, {"id": "e2e"}, {})
+        yield server
 
 
 def admin(landfall: Landfall, method: str, path: str, body: dict | None = None) -> httpx.Response:
