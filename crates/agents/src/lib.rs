@@ -24,6 +24,6 @@ pub use react::{
 };
 pub use run::{
     CallItem, Checked, Event, Hooks, Item, Limits, Model, ModelTurn, NoHooks, OnText, Protocol,
-    Run, RunRequest, StepKind, StepRecord, StopReason, observation, run,
+    Resumed, Run, RunRequest, StepKind, StepRecord, StopReason, observation, run,
 };
 pub use tool::{Tool, ToolContext, ToolOutput, ToolSpec, Toolbox};

@@ -1,6 +1,7 @@
 //! The agent loop: model turn, tool calls, observations, until the model answers or a limit
 //! is reached.
 
+use std::collections::HashSet;
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
@@ -64,6 +65,21 @@ pub struct RunRequest {
     pub tenant_id: String,
     pub key_id: String,
     pub request_id: String,
+    /// Landfall tools whose calls the client approves: a call to one is not run but ends the
+    /// run as an [`Item::ApprovalRequest`], to be [`Resumed`] by a later request.
+    pub client_approval: HashSet<String>,
+    /// Calls an earlier run asked the client to approve, with the client's answer; they run
+    /// (or are refused) before the first model turn.
+    pub resumed: Vec<Resumed>,
+}
+
+/// A call that waited for the client's approval, and the answer.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Resumed {
+    /// The call as the model made it (no output).
+    pub call: CallItem,
+    /// `Err(reason)` when the client did not approve it.
+    pub approved: Result<(), Option<String>>,
 }
 
 /// One model turn's result.
@@ -103,6 +119,8 @@ pub enum Item {
     Reasoning { text: String },
     /// A tool call and, for tools Landfall ran, its result.
     ToolCall(CallItem),
+    /// A call to a tool in [`RunRequest::client_approval`], not run: the client answers it.
+    ApprovalRequest(CallItem),
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -120,7 +138,8 @@ pub struct CallItem {
 pub enum StopReason {
     /// The model answered.
     Answered,
-    /// The model called client function tools; their results come in the next request.
+    /// The model called client function tools, or tools the client must approve; the
+    /// results or answers come in the next request.
     ClientTools,
     /// The step limit was reached with the model still calling tools.
     StepLimit,
@@ -278,6 +297,9 @@ pub async fn run(
         request_id: request.request_id.clone(),
         deadline,
     };
+    for resumed in &request.resumed {
+        resume(&mut state, resumed, toolbox, &context, &request, hooks).await;
+    }
     for step in 0..request.limits.max_steps.max(1) {
         let last = step + 1 >= request.limits.max_steps;
         let offer_tools = !last && state.tool_calls < request.limits.max_tool_calls;
@@ -348,6 +370,14 @@ pub async fn run(
         }
         let mut client_calls = false;
         for call in calls {
+            if request.client_approval.contains(&call.name) && toolbox.get(&call.name).is_some() {
+                client_calls = true;
+                forget_call(&mut state.messages, &call.call_id, request.protocol);
+                let item = Item::ApprovalRequest(call);
+                hooks.event(Event::ItemDone(&item));
+                state.run.items.push(item);
+                continue;
+            }
             if client_tools
                 .iter()
                 .any(|tool| tool.function.name == call.name)
@@ -378,17 +408,12 @@ pub async fn run(
                 )
                 .await
             };
-            let observation = observation(&output);
-            match request.protocol {
-                Protocol::Native => state.messages.push(ChatMessage {
-                    tool_call_id: Some(call.call_id.clone()),
-                    ..ChatMessage::text(Role::Tool, observation)
-                }),
-                Protocol::React => state.messages.push(ChatMessage::text(
-                    Role::User,
-                    format!("Observation: {observation}"),
-                )),
-            }
+            push_observation(
+                &mut state.messages,
+                request.protocol,
+                &call.call_id,
+                &output,
+            );
             let item = Item::ToolCall(CallItem {
                 output: Some(output),
                 ..call
@@ -404,6 +429,115 @@ pub async fn run(
         }
     }
     Ok(state.finish(StopReason::StepLimit, request.protocol))
+}
+
+/// Runs (or refuses) a call the client answered, as if the model had just made it.
+async fn resume(
+    state: &mut State,
+    resumed: &Resumed,
+    toolbox: &Toolbox,
+    context: &ToolContext,
+    request: &RunRequest,
+    hooks: &dyn Hooks,
+) {
+    let call = &resumed.call;
+    // The call left the conversation when it was asked about; it comes back with its result.
+    state.messages.push(match request.protocol {
+        Protocol::Native => ChatMessage {
+            content: None,
+            tool_calls: Some(vec![landfall_types::ToolCall {
+                id: call.call_id.clone(),
+                kind: "function".to_owned(),
+                function: landfall_types::FunctionCall {
+                    name: call.name.clone(),
+                    arguments: call.arguments.clone(),
+                },
+            }]),
+            ..ChatMessage::text(Role::Assistant, "")
+        },
+        Protocol::React => ChatMessage::text(
+            Role::Assistant,
+            format!("Action: {}\nAction Input: {}", call.name, call.arguments),
+        ),
+    });
+    hooks.event(Event::CallStarted(call));
+    let output = match &resumed.approved {
+        Err(reason) => Err(ToolError::Refused {
+            message: match reason {
+                Some(reason) => format!("the user did not approve the call: {reason}"),
+                None => "the user did not approve the call".to_owned(),
+            },
+        }),
+        Ok(()) if state.tool_calls >= request.limits.max_tool_calls => Err(ToolError::Refused {
+            message: "the limit of tool calls for this response was reached".to_owned(),
+        }),
+        Ok(()) => {
+            state.tool_calls += 1;
+            execute(
+                toolbox,
+                call,
+                context,
+                &request.limits,
+                hooks,
+                &mut state.run,
+            )
+            .await
+        }
+    };
+    push_observation(
+        &mut state.messages,
+        request.protocol,
+        &call.call_id,
+        &output,
+    );
+    let item = Item::ToolCall(CallItem {
+        output: Some(output),
+        ..call.clone()
+    });
+    hooks.event(Event::ItemDone(&item));
+    state.run.items.push(item);
+}
+
+/// Adds what the model reads of a call's result.
+fn push_observation(
+    messages: &mut Vec<ChatMessage>,
+    protocol: Protocol,
+    call_id: &str,
+    output: &Result<ToolOutput, ToolError>,
+) {
+    let observation = observation(output);
+    messages.push(match protocol {
+        Protocol::Native => ChatMessage {
+            tool_call_id: Some(call_id.to_owned()),
+            ..ChatMessage::text(Role::Tool, observation)
+        },
+        Protocol::React => ChatMessage::text(Role::User, format!("Observation: {observation}")),
+    });
+}
+
+/// Takes a call waiting for the client's approval out of the conversation, so that the
+/// conversation never holds a call without its result (providers refuse that); the call
+/// comes back with its result when the client answers.
+fn forget_call(messages: &mut Vec<ChatMessage>, call_id: &str, protocol: Protocol) {
+    // The turn's message: the latest assistant one (results of its other calls may follow).
+    let Some(index) = messages.iter().rposition(|m| m.role == Role::Assistant) else {
+        return;
+    };
+    let message = &mut messages[index];
+    if protocol == Protocol::Native
+        && let Some(calls) = &mut message.tool_calls
+    {
+        calls.retain(|call| call.id != call_id);
+        if !calls.is_empty() {
+            return;
+        }
+        message.tool_calls = None;
+        if !message.text_content().is_empty() {
+            return;
+        }
+    }
+    // A ReAct turn is one thought and one call; a native turn with nothing left is empty.
+    messages.remove(index);
 }
 
 struct State {

@@ -9,9 +9,9 @@ use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use landfall_agents::{
-    AgentError, Checked, Hooks, Item, Limits, Model, ModelTurn, OnText, Protocol, RunRequest,
-    StepKind, StepRecord, StopReason, Tool, ToolContext, ToolError, ToolOutput, ToolSpec, Toolbox,
-    run,
+    AgentError, CallItem, Checked, Hooks, Item, Limits, Model, ModelTurn, OnText, Protocol,
+    Resumed, RunRequest, StepKind, StepRecord, StopReason, Tool, ToolContext, ToolError,
+    ToolOutput, ToolSpec, Toolbox, run,
 };
 use landfall_types::{
     ChatMessage, ChatRequest, Extra, FunctionCall, FunctionDefinition, Role, Stop, ToolCall, Usage,
@@ -163,6 +163,8 @@ fn request(protocol: Protocol) -> RunRequest {
         tenant_id: "t".to_owned(),
         key_id: "k".to_owned(),
         request_id: "r".to_owned(),
+        client_approval: std::collections::HashSet::new(),
+        resumed: Vec::new(),
     }
 }
 
@@ -417,6 +419,124 @@ async fn client_function_calls_end_the_run() {
     request.chat.tools.as_mut().unwrap()[0].function.name = "add".to_owned();
     let error = run_err(request).await;
     assert!(matches!(error, AgentError::Invalid { .. }), "{error:?}");
+}
+
+#[tokio::test]
+async fn calls_the_client_approves_end_the_run_and_resume_in_the_next() {
+    // One turn: a call that runs at once, then one that needs the client's approval.
+    let model = Script::new([calls(&[
+        ("c1", "add", r#"{"a": 1, "b": 1}"#),
+        ("c2", "add", r#"{"a": 2, "b": 2}"#),
+    ])]);
+    let mut first = request(Protocol::Native);
+    first.client_approval.insert("add".to_owned());
+    let asked = run(&model, &toolbox(), first, &Recorder::default())
+        .await
+        .unwrap();
+    assert_eq!(asked.stopped, StopReason::ClientTools);
+    let pending: Vec<&CallItem> = asked
+        .items
+        .iter()
+        .filter_map(|item| match item {
+            Item::ApprovalRequest(call) => Some(call),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(pending.len(), 2, "{:?}", asked.items);
+    assert!(pending.iter().all(|call| call.output.is_none()));
+    assert_eq!(outputs(&asked.items), Vec::<Result<String, _>>::new());
+    // Nothing ran, and the conversation holds no call without its result.
+    assert_eq!(
+        asked.messages.iter().map(|m| m.role).collect::<Vec<_>>(),
+        [Role::User]
+    );
+
+    // The client approves one and rejects the other; both come back to the model.
+    let model = Script::new([answer("1 + 1 = 2; the other was not allowed")]);
+    let mut next = request(Protocol::Native);
+    next.chat.messages = asked.messages.clone();
+    next.client_approval.insert("add".to_owned());
+    next.resumed = vec![
+        Resumed {
+            call: pending[0].clone(),
+            approved: Ok(()),
+        },
+        Resumed {
+            call: pending[1].clone(),
+            approved: Err(Some("too big".to_owned())),
+        },
+    ];
+    let hooks = Recorder::default();
+    let resumed = run(&model, &toolbox(), next, &hooks).await.unwrap();
+    assert_eq!(resumed.stopped, StopReason::Answered);
+    assert_eq!(
+        outputs(&resumed.items),
+        vec![Ok("2".to_owned()), Err("refused")]
+    );
+    let seen = model.seen();
+    let roles: Vec<Role> = seen[0].messages.iter().map(|m| m.role).collect();
+    assert_eq!(
+        roles,
+        [
+            Role::User,
+            Role::Assistant,
+            Role::Tool,
+            Role::Assistant,
+            Role::Tool
+        ]
+    );
+    assert_eq!(seen[0].messages[1].tool_calls.as_ref().unwrap()[0].id, "c1");
+    assert_eq!(seen[0].messages[2].tool_call_id.as_deref(), Some("c1"));
+    assert!(
+        seen[0].messages[4]
+            .text_content()
+            .contains("did not approve the call: too big")
+    );
+    // Only the approved call ran.
+    let tools = hooks
+        .steps
+        .lock()
+        .unwrap()
+        .iter()
+        .filter(|step| step.kind == StepKind::Tool)
+        .count();
+    assert_eq!(tools, 1);
+}
+
+#[tokio::test]
+async fn a_pending_call_after_a_run_one_leaves_the_run_ones_result() {
+    let model = Script::new([calls(&[
+        ("c1", "add", r#"{"a": 1, "b": 1}"#),
+        ("c2", "lookup", r#"{}"#),
+    ])]);
+    let mut toolbox = toolbox();
+    toolbox
+        .add(Arc::new(Add {
+            spec: ToolSpec {
+                name: "lookup".to_owned(),
+                ..Add::tool().spec().clone()
+            },
+        }))
+        .unwrap();
+    let mut request = request(Protocol::Native);
+    request.client_approval.insert("lookup".to_owned());
+    let run = run(&model, &toolbox, request, &Recorder::default())
+        .await
+        .unwrap();
+    assert_eq!(run.stopped, StopReason::ClientTools);
+    assert_eq!(outputs(&run.items), vec![Ok("2".to_owned())]);
+    assert!(matches!(run.items.last(), Some(Item::ApprovalRequest(call)) if call.name == "lookup"));
+    // The turn keeps the call that ran, with its result; the pending one is gone.
+    let assistant = &run.messages[1];
+    let ids: Vec<&str> = assistant
+        .tool_calls
+        .iter()
+        .flatten()
+        .map(|call| call.id.as_str())
+        .collect();
+    assert_eq!(ids, ["c1"]);
+    assert_eq!(run.messages[2].tool_call_id.as_deref(), Some("c1"));
+    assert_eq!(run.messages.len(), 3);
 }
 
 async fn run_err(request: RunRequest) -> AgentError {

@@ -179,6 +179,8 @@ pub(crate) fn reference(value: &Value) -> Result<String, ApiError> {
 pub(crate) struct History {
     pub(crate) conversation: ConversationRecord,
     pub(crate) messages: Vec<ChatMessage>,
+    /// `mcp_approval_request` items no `mcp_call` has answered yet.
+    pub(crate) pending_approvals: Vec<Value>,
     seqs: Vec<i64>,
     /// Messages at the start that are the summary, not items.
     summary_messages: usize,
@@ -235,9 +237,25 @@ pub(crate) async fn history(
         messages.drain(summary_messages..summary_messages + first_user);
         seqs.drain(summary_messages..summary_messages + first_user);
     }
+    let answered: std::collections::HashSet<&str> = items
+        .iter()
+        .filter(|item| item.item["type"] == "mcp_call")
+        .filter_map(|item| item.item["approval_request_id"].as_str())
+        .collect();
+    let pending_approvals = items
+        .iter()
+        .filter(|item| item.item["type"] == "mcp_approval_request")
+        .filter(|item| {
+            item.item["id"]
+                .as_str()
+                .is_some_and(|id| !answered.contains(id))
+        })
+        .map(|item| item.item.clone())
+        .collect();
     Ok(History {
         conversation,
         messages,
+        pending_approvals,
         seqs,
         summary_messages,
     })

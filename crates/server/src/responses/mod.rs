@@ -15,7 +15,7 @@ pub(crate) mod model;
 pub(crate) mod request;
 mod transcript;
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -25,7 +25,9 @@ use axum::extract::{Path, State};
 use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
 use landfall_accounting::RequestLog;
-use landfall_agents::{AgentError, Limits, Protocol, RunRequest, StopReason, Toolbox};
+use landfall_agents::{
+    AgentError, CallItem, Limits, Protocol, Resumed, RunRequest, StopReason, Toolbox,
+};
 use landfall_config::ToolProtocol;
 use landfall_gateway::Operation;
 use landfall_governance::Principal;
@@ -126,6 +128,60 @@ async fn stored(
     found.ok_or_else(|| ApiError::ResponseNotFound { id: id.to_owned() })
 }
 
+/// The call a client's `mcp_approval_response` answers, from the earlier response's
+/// `mcp_approval_request`; its id becomes the call's id.
+///
+/// # Errors
+/// No such request is waiting, or this request does not offer the server's tool.
+fn resume(
+    answer: request::ApprovalAnswer,
+    pending: &[Value],
+    kinds: &HashMap<String, ToolKind>,
+) -> Result<Resumed, ApiError> {
+    let asked = pending
+        .iter()
+        .find(|item| item["id"].as_str() == Some(answer.request_id.as_str()))
+        .ok_or_else(|| {
+            invalid(
+                "input",
+                format!(
+                    "no approval request `{}` is waiting: answer one of the previous response \
+                     or conversation, once",
+                    answer.request_id
+                ),
+            )
+        })?;
+    let name = asked["name"].as_str().unwrap_or_default();
+    let label = asked["server_label"].as_str().unwrap_or_default();
+    if kinds.get(name)
+        != Some(&ToolKind::Server {
+            label: label.to_owned(),
+        })
+    {
+        return Err(invalid(
+            "tools",
+            format!(
+                "approval request `{}` is for `{name}` of MCP server `{label}`: send that mcp \
+                 tool again in `tools`",
+                answer.request_id
+            ),
+        ));
+    }
+    Ok(Resumed {
+        call: CallItem {
+            call_id: answer.request_id,
+            name: name.to_owned(),
+            arguments: asked["arguments"].as_str().unwrap_or("{}").to_owned(),
+            output: None,
+        },
+        approved: if answer.approve {
+            Ok(())
+        } else {
+            Err(answer.reason)
+        },
+    })
+}
+
 /// Everything one run needs, owned, so a streamed run can go on in its own task.
 struct Job {
     state: AppState,
@@ -207,7 +263,8 @@ async fn prepare(
     state.governance().authorize_model(principal, &model)?;
     let guardrails = guard::select(state, principal, &model);
 
-    let mut input = request::input_messages(request.input)?;
+    let (input, answers) = request::take_approval_answers(request.input)?;
+    let mut input = request::input_messages(input)?;
     let input_hits = match &guardrails {
         Some(selection) => guard::check_messages(selection, &mut input, log)?,
         None => Vec::new(),
@@ -264,6 +321,8 @@ async fn prepare(
         }
     }
     let preamble = messages.len();
+    // Calls an earlier response asked the client to approve, not yet answered.
+    let mut pending = Vec::new();
     if let Some(previous) = &request.previous_response_id {
         let record = match &store {
             Some(store) => store.get_response(&principal.tenant.id, previous).await?,
@@ -284,14 +343,23 @@ async fn prepare(
                 }))
             })?;
         messages.extend(crate::conversations::window(state, history, 0));
+        pending.extend(
+            record.response["output"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter(|item| item["type"] == "mcp_approval_request")
+                .cloned(),
+        );
     }
     if let Some(id) = &conversation {
         let newest = crate::conversations::window_items(state);
         let history =
             crate::conversations::history(state, &principal.tenant.id, id, newest).await?;
+        pending.extend(history.pending_approvals.iter().cloned());
         messages.extend(history.windowed(state));
     }
-    if input.is_empty() && messages.len() == preamble {
+    if input.is_empty() && answers.is_empty() && messages.len() == preamble {
         return Err(invalid("input", "`input` must not be empty"));
     }
     let input_items = if conversation.is_some() {
@@ -306,6 +374,7 @@ async fn prepare(
     let mut toolbox = Toolbox::new();
     let mut kinds = HashMap::new();
     let mut held = HashMap::new();
+    let mut client_approval = HashSet::new();
     let mut sources = None;
     for tool in &request.tools {
         match tool.get("type").and_then(Value::as_str) {
@@ -386,7 +455,7 @@ async fn prepare(
             }
             Some("mcp") => {
                 let allow_private = &state.routes().config.agents.mcp_allow_private;
-                let server = request::mcp_server(tool, allow_private)?;
+                let (server, approval) = request::mcp_server(tool, allow_private)?;
                 let label = server.label().to_owned();
                 if !principal.may_use_tool(&label) {
                     return Err(invalid(
@@ -402,6 +471,12 @@ async fn prepare(
                             name: label.clone(),
                             message,
                         })?;
+                client_approval.extend(
+                    built
+                        .iter()
+                        .map(|tool| tool.spec().name.clone())
+                        .filter(|name| approval.needed(name)),
+                );
                 add_server_tools(&mut toolbox, &mut kinds, &mut held, built, &label, None)?;
             }
             Some(other) => {
@@ -434,6 +509,11 @@ async fn prepare(
             ),
         ));
     }
+
+    let resumed = answers
+        .into_iter()
+        .map(|answer| resume(answer, &pending, &kinds))
+        .collect::<Result<Vec<_>, _>>()?;
 
     let mut extra = Extra::new();
     if let Some(text) = &request.text
@@ -528,6 +608,8 @@ async fn prepare(
             tenant_id: principal.tenant.id.clone(),
             key_id: principal.key_id().to_owned(),
             request_id: log.request_id().to_owned(),
+            client_approval,
+            resumed,
         },
         state: state.clone(),
         principal: principal.clone(),
@@ -560,6 +642,13 @@ impl Job {
             events,
         )
         .with_approvals(self.approvals())
+        .with_resumed(
+            self.run
+                .resumed
+                .iter()
+                .map(|resumed| resumed.call.call_id.clone())
+                .collect(),
+        )
     }
 
     /// The approval wait of the tools that need one; `None` when none do.

@@ -222,8 +222,13 @@ pub(crate) fn push_item(messages: &mut Vec<ChatMessage>, item: &Value) -> Result
                 ..ChatMessage::text(Role::Tool, output)
             });
         }
-        // What the model thought and searched is not sent back to it.
-        "reasoning" | "file_search_call" => {}
+        // What the model thought and searched is not sent back to it, nor the approval
+        // exchange: an approved call comes back as the `mcp_call` it became.
+        "reasoning"
+        | "file_search_call"
+        | "mcp_list_tools"
+        | "mcp_approval_request"
+        | "mcp_approval_response" => {}
         "item_reference" => {
             return Err(
                 "`item_reference` is not supported; continue with `previous_response_id`, or \
@@ -401,17 +406,141 @@ pub(crate) fn response_format(text: &Value) -> Result<Option<Value>, ApiError> {
     }
 }
 
-/// The MCP server a request's `{"type": "mcp", "server_label", "server_url", "allowed_tools",
-/// "headers", "require_approval"}` tool names.
+/// Which calls to a request's MCP server the client approves (`require_approval`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct ClientApproval {
+    /// Tools whose calls need no approval.
+    never: Vec<String>,
+    /// When given alone, only these tools need approval.
+    only: Option<Vec<String>>,
+}
+
+impl ClientApproval {
+    /// OpenAI's default: every call is approved by the client.
+    const ALWAYS: Self = Self {
+        never: Vec::new(),
+        only: None,
+    };
+
+    pub(crate) fn needed(&self, tool: &str) -> bool {
+        let named = |names: &[String]| names.iter().any(|name| name == tool);
+        !named(&self.never) && self.only.as_deref().is_none_or(named)
+    }
+
+    /// `"always"` (the default), `"never"`, or `{"always": {"tool_names": […]}, "never":
+    /// {"tool_names": […]}}` with either or both.
+    fn parse(value: Option<&Value>) -> Result<Self, ApiError> {
+        let names = |filter: Option<&Value>| -> Result<Option<Vec<String>>, ApiError> {
+            let Some(filter) = filter else {
+                return Ok(None);
+            };
+            filter
+                .get("tool_names")
+                .and_then(Value::as_array)
+                .and_then(|names| {
+                    names
+                        .iter()
+                        .map(|name| name.as_str().map(str::to_owned))
+                        .collect::<Option<Vec<_>>>()
+                })
+                .map(Some)
+                .ok_or_else(|| {
+                    invalid(
+                        "tools",
+                        "a `require_approval` filter is {\"tool_names\": [names]}",
+                    )
+                })
+        };
+        match value {
+            None | Some(Value::Null) => Ok(Self::ALWAYS),
+            Some(Value::String(mode)) if mode == "always" => Ok(Self::ALWAYS),
+            Some(Value::String(mode)) if mode == "never" => Ok(Self {
+                never: Vec::new(),
+                only: Some(Vec::new()),
+            }),
+            Some(Value::Object(filters))
+                if filters.keys().all(|key| key == "always" || key == "never") =>
+            {
+                let always = names(filters.get("always"))?;
+                let never = names(filters.get("never"))?;
+                Ok(Self {
+                    only: always.filter(|_| never.is_none()),
+                    never: never.unwrap_or_default(),
+                })
+            }
+            Some(_) => Err(invalid(
+                "tools",
+                "`require_approval` is \"always\", \"never\", or {\"always\": {\"tool_names\": \
+                 […]}, \"never\": {\"tool_names\": […]}}",
+            )),
+        }
+    }
+}
+
+/// A client's answer to an `mcp_approval_request` (an `mcp_approval_response` input item).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct ApprovalAnswer {
+    pub(crate) request_id: String,
+    pub(crate) approve: bool,
+    pub(crate) reason: Option<String>,
+}
+
+/// Takes the `mcp_approval_response` items out of the input: they answer calls of an earlier
+/// response rather than adding to the conversation.
 ///
 /// # Errors
-/// A missing label or URL, a URL the SSRF rule refuses, or `require_approval` other than
-/// `"never"` (approval requests sent back to the client are not supported; configure the
-/// server as a `[tools]` entry to hold its calls for a reviewer).
+/// An answer without `approval_request_id` or a boolean `approve`.
+pub(crate) fn take_approval_answers(
+    input: Option<Input>,
+) -> Result<(Option<Input>, Vec<ApprovalAnswer>), ApiError> {
+    let Some(Input::Items(items)) = input else {
+        return Ok((input, Vec::new()));
+    };
+    let mut answers = Vec::new();
+    let mut rest = Vec::with_capacity(items.len());
+    for (index, item) in items.into_iter().enumerate() {
+        if item.get("type").and_then(Value::as_str) != Some("mcp_approval_response") {
+            rest.push(item);
+            continue;
+        }
+        let request_id = item.get("approval_request_id").and_then(Value::as_str);
+        let approve = item.get("approve").and_then(Value::as_bool);
+        let (Some(request_id), Some(approve)) = (request_id, approve) else {
+            return Err(invalid(
+                "input",
+                format!(
+                    "input[{index}]: an mcp_approval_response needs `approval_request_id` and a \
+                     boolean `approve`"
+                ),
+            ));
+        };
+        answers.push(ApprovalAnswer {
+            request_id: request_id.to_owned(),
+            approve,
+            reason: item
+                .get("reason")
+                .and_then(Value::as_str)
+                .map(str::to_owned),
+        });
+    }
+    Ok((Some(Input::Items(rest)), answers))
+}
+
+/// The MCP server a request's `{"type": "mcp", "server_label", "server_url", "allowed_tools",
+/// "headers", "require_approval"}` tool names, and which of its calls the client approves.
+///
+/// # Errors
+/// A missing label or URL, a URL the SSRF rule refuses, or an unusable `require_approval`.
 pub(crate) fn mcp_server(
     tool: &Value,
     allow_private: &[String],
-) -> Result<std::sync::Arc<landfall_tools::mcp::McpServer>, ApiError> {
+) -> Result<
+    (
+        std::sync::Arc<landfall_tools::mcp::McpServer>,
+        ClientApproval,
+    ),
+    ApiError,
+> {
     let text = |key: &str| tool.get(key).and_then(Value::as_str);
     let label = text("server_label")
         .filter(|label| {
@@ -428,16 +557,7 @@ pub(crate) fn mcp_server(
         })?;
     let url =
         text("server_url").ok_or_else(|| invalid("tools", "an mcp tool needs a `server_url`"))?;
-    // OpenAI's default is to ask the client to approve each call; that exchange
-    // (`mcp_approval_request`) is not supported, so the request must say "never".
-    if tool.get("require_approval").and_then(Value::as_str) != Some("never") {
-        return Err(invalid(
-            "tools",
-            "request-level MCP servers need `require_approval: \"never\"` (client-side \
-             approval is not supported); configure the server as a [tools] entry with \
-             require_approval to hold its calls for a reviewer",
-        ));
-    }
+    let approval = ClientApproval::parse(tool.get("require_approval"))?;
     let allowed_tools = match tool.get("allowed_tools") {
         None | Some(Value::Null) => None,
         Some(Value::Array(names)) => Some(names),
@@ -469,8 +589,15 @@ pub(crate) fn mcp_server(
             .collect::<Result<_, _>>()?,
         Some(_) => return Err(invalid("tools", "`headers` must be an object of strings")),
     };
-    landfall_tools::mcp::McpServer::for_request(label, url, &headers, allowed_tools, allow_private)
-        .map_err(|message| invalid("tools", format!("MCP server `{label}`: {message}")))
+    let server = landfall_tools::mcp::McpServer::for_request(
+        label,
+        url,
+        &headers,
+        allowed_tools,
+        allow_private,
+    )
+    .map_err(|message| invalid("tools", format!("MCP server `{label}`: {message}")))?;
+    Ok((server, approval))
 }
 
 #[cfg(test)]
@@ -545,5 +672,62 @@ mod tests {
         );
         assert!(tool_choice(&json!("sometimes")).is_err());
         assert!(tool_choice(&json!({"type": "web_search"})).is_err());
+    }
+
+    #[test]
+    fn require_approval_says_which_calls_the_client_approves() {
+        let needed =
+            |value: Value, tool: &str| ClientApproval::parse(Some(&value)).unwrap().needed(tool);
+        assert!(ClientApproval::parse(None).unwrap().needed("any"));
+        assert!(needed(json!("always"), "any"));
+        assert!(!needed(json!("never"), "any"));
+        let except = json!({"never": {"tool_names": ["read"]}});
+        assert!(!needed(except.clone(), "read") && needed(except, "write"));
+        let only = json!({"always": {"tool_names": ["write"]}});
+        assert!(needed(only.clone(), "write") && !needed(only, "read"));
+        let both = json!({"always": {"tool_names": ["write"]}, "never": {"tool_names": ["read"]}});
+        assert!(
+            needed(both.clone(), "write") && !needed(both.clone(), "read") && needed(both, "other")
+        );
+        for bad in [
+            json!("sometimes"),
+            json!({"never": ["read"]}),
+            json!({"maybe": {}}),
+            json!(3),
+        ] {
+            assert!(ClientApproval::parse(Some(&bad)).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn approval_answers_leave_the_input() {
+        let input: Input = serde_json::from_value(json!([
+            {"type": "mcp_approval_response", "approval_request_id": "mcpr_1", "approve": true},
+            {"role": "user", "content": "and then?"},
+            {"type": "mcp_approval_response", "approval_request_id": "mcpr_2", "approve": false,
+             "reason": "no"},
+        ]))
+        .unwrap();
+        let (rest, answers) = take_approval_answers(Some(input)).unwrap();
+        assert_eq!(input_messages(rest).unwrap().len(), 1);
+        assert_eq!(
+            answers,
+            [
+                ApprovalAnswer {
+                    request_id: "mcpr_1".to_owned(),
+                    approve: true,
+                    reason: None
+                },
+                ApprovalAnswer {
+                    request_id: "mcpr_2".to_owned(),
+                    approve: false,
+                    reason: Some("no".to_owned())
+                },
+            ]
+        );
+        let bad: Input =
+            serde_json::from_value(json!([{"type": "mcp_approval_response", "approve": "yes"}]))
+                .unwrap();
+        assert!(take_approval_answers(Some(bad)).is_err());
     }
 }

@@ -4,7 +4,7 @@
 //! `sequence_number`) as they happen. Tool results pass the tool-stage guardrails here, and
 //! answer text the output stage.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::{Mutex, MutexGuard, PoisonError};
 use std::time::Instant;
 
@@ -22,6 +22,7 @@ use super::approval::Approvals;
 use super::file_search::{self, Sources};
 use super::new_id;
 use crate::ApiError;
+use crate::tools::SERVER_LABEL;
 
 /// What kind of Landfall-run tool a name is, for the item it shows as.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -42,6 +43,8 @@ pub(crate) struct Transcript {
     include_results: bool,
     /// Calls of these tools wait for a person's approval.
     approvals: Option<Approvals>,
+    /// Calls the client approved or rejected (by approval request id, which is their call id).
+    resumed: HashSet<String>,
     inner: Mutex<State>,
 }
 
@@ -77,6 +80,7 @@ impl Transcript {
             sources,
             include_results,
             approvals: None,
+            resumed: HashSet::new(),
             inner: Mutex::new(State {
                 events,
                 ..State::default()
@@ -86,6 +90,11 @@ impl Transcript {
 
     pub(crate) fn with_approvals(mut self, approvals: Option<Approvals>) -> Self {
         self.approvals = approvals;
+        self
+    }
+
+    pub(crate) fn with_resumed(mut self, resumed: HashSet<String>) -> Self {
+        self.resumed = resumed;
         self
     }
 
@@ -316,6 +325,8 @@ impl Transcript {
         let mut item = self.server_call_item(kind, call, &id);
         if let Some(approval) = state.approval_ids.get(&call.call_id) {
             item["approval_request_id"] = Value::from(approval.as_str());
+        } else if self.resumed.contains(&call.call_id) {
+            item["approval_request_id"] = Value::from(call.call_id.as_str());
         }
         let failed = matches!(call.output, Some(Err(_)));
         let event = match (kind, failed) {
@@ -329,6 +340,25 @@ impl Transcript {
             json!({"output_index": index, "item": item}),
         );
         state.items[index] = item;
+    }
+
+    /// A call the client must approve: an `mcp_approval_request` item, whose id the client's
+    /// `mcp_approval_response` names.
+    fn approval_requested(&self, call: &CallItem) {
+        let label = match self.kinds.get(&call.name) {
+            Some(ToolKind::Server { label }) => label.clone(),
+            _ => SERVER_LABEL.to_owned(),
+        };
+        let mut state = self.state();
+        let index = state.items.len();
+        let item = json!({
+            "type": "mcp_approval_request", "id": new_id("mcpr"), "server_label": label,
+            "name": call.name, "arguments": call.arguments,
+        });
+        for event in ["response.output_item.added", "response.output_item.done"] {
+            state.emit(event, json!({"output_index": index, "item": item}));
+        }
+        state.items.push(item);
     }
 
     /// A server tool call's item: in progress until the call has an output.
@@ -433,6 +463,7 @@ impl Hooks for Transcript {
             Event::ItemDone(Item::Message { text }) => self.message_done(text),
             Event::ItemDone(Item::Reasoning { text }) => self.reasoning_done(text),
             Event::ItemDone(Item::ToolCall(call)) => self.call_done(call),
+            Event::ItemDone(Item::ApprovalRequest(call)) => self.approval_requested(call),
             Event::CallStarted(call) => self.call_started(call),
         }
     }

@@ -2,7 +2,8 @@
 //! tool against a real API on 127.0.0.1 shown as `mcp_call` items, tenant and key
 //! allowlists, a model that names a tool it was not given, calls held for a person's
 //! approval through `/admin/v1/approvals` (approved, rejected, expired), and MCP servers'
-//! tools (a `[tools]` entry and a request's own `mcp` tool) against a real rmcp server.
+//! tools (a `[tools]` entry and a request's own `mcp` tool, its calls approved by the client
+//! through `mcp_approval_request` / `mcp_approval_response`) against a real rmcp server.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -448,7 +449,8 @@ async fn mcp_servers_from_the_config_and_from_the_request() {
     );
     for (tool, why) in [
         (
-            json!({"type": "mcp", "server_label": "wh", "server_url": peer.url}),
+            json!({"type": "mcp", "server_label": "wh", "server_url": peer.url,
+                   "require_approval": "sometimes"}),
             "require_approval",
         ),
         (
@@ -474,4 +476,156 @@ async fn mcp_servers_from_the_config_and_from_the_request() {
             "{error}"
         );
     }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_client_approves_calls_to_its_own_mcp_server() {
+    let (api, _) = company_api().await;
+    let peer = landfall_testkit::mcp::McpPeer::start().await.unwrap();
+    let upstream = MockUpstream::start(Script::new().chat([
+        Reply::tool_call("call_a1", "lookup_order", &json!({"order_id": "7"})),
+        Reply::Text("Order 7 has shipped.".to_owned()),
+        Reply::tool_call("call_a2", "lookup_order", &json!({"order_id": "8"})),
+        Reply::Text("I did not look order 8 up.".to_owned()),
+        Reply::tool_call("call_a3", "lookup_order", &json!({"order_id": "9"})),
+        Reply::Text("Order 9 has shipped.".to_owned()),
+    ]))
+    .await;
+    let landfall = server(
+        &upstream,
+        &api,
+        "[agents]\nmcp_allow_private = [\"127.0.0.1\"]\n",
+    )
+    .await;
+    // No `require_approval`: OpenAI's default, every call is the client's to approve.
+    let mcp = json!({"type": "mcp", "server_label": "wh", "server_url": peer.url,
+                     "allowed_tools": ["lookup_order"]});
+    let (status, asked) = landfall
+        .post(
+            "/v1/responses",
+            "",
+            json!({"model": "m", "input": "where is order 7?", "tools": [mcp]}),
+        )
+        .await;
+    assert_eq!(status, 200, "{asked}");
+    assert_eq!(asked["status"], "completed");
+    let request = &asked["output"][0];
+    assert_eq!(request["type"], "mcp_approval_request", "{asked}");
+    assert_eq!(
+        (&request["server_label"], &request["name"]),
+        (&json!("wh"), &json!("lookup_order"))
+    );
+    assert_eq!(request["arguments"], r#"{"order_id":"7"}"#);
+    assert_eq!(asked["output"].as_array().unwrap().len(), 1, "nothing ran");
+    assert!(tool_messages(&upstream).is_empty());
+
+    let approve = |id: &Value, approve: bool| {
+        json!([{"type": "mcp_approval_response", "approval_request_id": id, "approve": approve,
+                "reason": "order 8 is confidential"}])
+    };
+    let (status, done) = landfall
+        .post(
+            "/v1/responses",
+            "",
+            json!({"model": "m", "previous_response_id": asked["id"], "tools": [mcp],
+                   "input": approve(&request["id"], true)}),
+        )
+        .await;
+    assert_eq!(status, 200, "{done}");
+    let call = &done["output"][0];
+    assert_eq!(call["type"], "mcp_call", "{done}");
+    assert_eq!(call["approval_request_id"], request["id"]);
+    assert_eq!(call["output"], "Order 7 shipped on 2026-11-30.");
+    assert_eq!(
+        done["output"][1]["content"][0]["text"],
+        "Order 7 has shipped."
+    );
+    // The model saw the call and its result as one exchange, after the question.
+    let last = upstream.requests().last().unwrap().body["messages"].clone();
+    let roles: Vec<&str> = last
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|message| message["role"].as_str().unwrap())
+        .collect();
+    assert_eq!(roles, ["user", "assistant", "tool"], "{last}");
+    assert_eq!(last[1]["tool_calls"][0]["id"], request["id"]);
+
+    // An answer is used once, and must come with the server's tool.
+    for (body, why) in [
+        (
+            json!({"model": "m", "previous_response_id": done["id"], "tools": [mcp],
+                   "input": approve(&request["id"], true)}),
+            "is waiting",
+        ),
+        (
+            json!({"model": "m", "previous_response_id": asked["id"],
+                   "input": approve(&request["id"], true)}),
+            "send that mcp tool again",
+        ),
+    ] {
+        let (status, error) = landfall.post("/v1/responses", "", body).await;
+        assert_eq!(status, 400, "{error}");
+        assert!(
+            error["error"]["message"].as_str().unwrap().contains(why),
+            "{error}"
+        );
+    }
+
+    // In a conversation: a rejected call, then one allowed without asking.
+    let (_, conversation) = landfall.post("/v1/conversations", "", json!({})).await;
+    let (status, asked) = landfall
+        .post(
+            "/v1/responses",
+            "",
+            json!({"model": "m", "conversation": conversation["id"], "tools": [mcp],
+                   "input": "and order 8?"}),
+        )
+        .await;
+    assert_eq!(status, 200, "{asked}");
+    let request = &asked["output"][0];
+    assert_eq!(request["type"], "mcp_approval_request", "{asked}");
+    let (status, refused) = landfall
+        .post(
+            "/v1/responses",
+            "",
+            json!({"model": "m", "conversation": conversation["id"], "tools": [mcp],
+                   "input": approve(&request["id"], false)}),
+        )
+        .await;
+    assert_eq!(status, 200, "{refused}");
+    let call = &refused["output"][0];
+    assert_eq!(call["status"], "failed", "{refused}");
+    assert!(
+        call["error"]
+            .as_str()
+            .unwrap()
+            .contains("did not approve the call: order 8 is confidential"),
+        "{call}"
+    );
+    let (status, again) = landfall
+        .post(
+            "/v1/responses",
+            "",
+            json!({"model": "m", "conversation": conversation["id"], "tools": [mcp],
+                   "input": approve(&request["id"], true)}),
+        )
+        .await;
+    assert_eq!(status, 400, "answered already: {again}");
+    let never = json!({"type": "mcp", "server_label": "wh", "server_url": peer.url,
+                       "require_approval": {"never": {"tool_names": ["lookup_order"]}}});
+    let (status, direct) = landfall
+        .post(
+            "/v1/responses",
+            "",
+            json!({"model": "m", "conversation": conversation["id"], "tools": [never],
+                   "input": "and order 9?"}),
+        )
+        .await;
+    assert_eq!(status, 200, "{direct}");
+    assert_eq!(direct["output"][0]["type"], "mcp_call", "{direct}");
+    assert_eq!(
+        direct["output"][0]["output"],
+        "Order 9 shipped on 2026-11-30."
+    );
 }
