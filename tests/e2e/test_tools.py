@@ -7,7 +7,7 @@ against a real peer on 127.0.0.1:
 - ``email``: aiosmtpd with STARTTLS and AUTH (crates/tools/tests/peers/smtp.py), with an
   attachment from ``/v1/files``;
 - MCP: ``landfall-mcp-peer`` (rmcp) over streamable HTTP and stdio as ``[tools]`` entries, and
-  over HTTP as a request's own ``{"type": "mcp"}`` server.
+  over HTTP as a request's own ``{"type": "mcp"}`` server, its calls approved by the client.
 
 The model is examples/scripted_model.py in its *directives* mode: each ``call NAME {JSON}`` line
 of the input becomes one tool call, and the answer lists ``NAME said: OUTPUT``.
@@ -392,6 +392,22 @@ def test_mcp_servers_over_http_stdio_and_per_request(agent: openai.OpenAI, peers
     own = _run(agent, server, 'lookup_order {"order_id": "7"}')
     call = _calls(own)[0]
     assert call.server_label == "warehouse" and call.output == "Order 7 shipped on 2026-11-30."
+    # Without `require_approval` (OpenAI's default) the client approves each call.
+    asking = {key: value for key, value in server.items() if key != "require_approval"}
+    asked = _run(agent, asking, 'lookup_order {"order_id": "8"}')
+    requests = [item for item in asked.output if item.type == "mcp_approval_request"]
+    assert len(requests) == 1 and not _calls(asked), asked.output
+    assert requests[0].name == "lookup_order" and requests[0].server_label == "warehouse"
+    approved = agent.responses.create(
+        model="agent",
+        previous_response_id=asked.id,
+        tools=[asking],
+        input=[{"type": "mcp_approval_response", "approval_request_id": requests[0].id, "approve": True}],
+    )
+    call = _calls(approved)[0]
+    assert call.approval_request_id == requests[0].id
+    assert call.output == "Order 8 shipped on 2026-11-30."
+
     # A tool the request did not allow is not offered, so the model's call to it fails.
     hidden = _run(agent, server, "admin_reset {}")
     assert "no tool named `admin_reset`" in hidden.output_text, hidden.output
