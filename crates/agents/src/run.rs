@@ -392,34 +392,8 @@ pub async fn run(
                 continue;
             }
             hooks.event(Event::CallStarted(&call));
-            let output = if state.tool_calls >= request.limits.max_tool_calls {
-                Err(ToolError::Refused {
-                    message: "the limit of tool calls for this response was reached".to_owned(),
-                })
-            } else {
-                state.tool_calls += 1;
-                execute(
-                    toolbox,
-                    &call,
-                    &context,
-                    &request.limits,
-                    hooks,
-                    &mut state.run,
-                )
-                .await
-            };
-            push_observation(
-                &mut state.messages,
-                request.protocol,
-                &call.call_id,
-                &output,
-            );
-            let item = Item::ToolCall(CallItem {
-                output: Some(output),
-                ..call
-            });
-            hooks.event(Event::ItemDone(&item));
-            state.run.items.push(item);
+            let output = limited_call(&mut state, toolbox, &call, &context, &request, hooks).await;
+            record_call(&mut state, request.protocol, call, output, hooks);
         }
         if client_calls {
             return Ok(state.finish(StopReason::ClientTools, request.protocol));
@@ -468,51 +442,59 @@ async fn resume(
                 None => "the user did not approve the call".to_owned(),
             },
         }),
-        Ok(()) if state.tool_calls >= request.limits.max_tool_calls => Err(ToolError::Refused {
-            message: "the limit of tool calls for this response was reached".to_owned(),
-        }),
-        Ok(()) => {
-            state.tool_calls += 1;
-            execute(
-                toolbox,
-                call,
-                context,
-                &request.limits,
-                hooks,
-                &mut state.run,
-            )
-            .await
-        }
+        Ok(()) => limited_call(state, toolbox, call, context, request, hooks).await,
     };
-    push_observation(
-        &mut state.messages,
-        request.protocol,
-        &call.call_id,
-        &output,
-    );
-    let item = Item::ToolCall(CallItem {
-        output: Some(output),
-        ..call.clone()
-    });
-    hooks.event(Event::ItemDone(&item));
-    state.run.items.push(item);
+    record_call(state, request.protocol, call.clone(), output, hooks);
 }
 
-/// Adds what the model reads of a call's result.
-fn push_observation(
-    messages: &mut Vec<ChatMessage>,
+/// Runs a call unless the response's limit of tool calls is reached.
+async fn limited_call(
+    state: &mut State,
+    toolbox: &Toolbox,
+    call: &CallItem,
+    context: &ToolContext,
+    request: &RunRequest,
+    hooks: &dyn Hooks,
+) -> Result<ToolOutput, ToolError> {
+    if state.tool_calls >= request.limits.max_tool_calls {
+        return Err(ToolError::Refused {
+            message: "the limit of tool calls for this response was reached".to_owned(),
+        });
+    }
+    state.tool_calls += 1;
+    execute(
+        toolbox,
+        call,
+        context,
+        &request.limits,
+        hooks,
+        &mut state.run,
+    )
+    .await
+}
+
+/// Gives a call's result to the model (what it reads next) and to the run's output.
+fn record_call(
+    state: &mut State,
     protocol: Protocol,
-    call_id: &str,
-    output: &Result<ToolOutput, ToolError>,
+    call: CallItem,
+    output: Result<ToolOutput, ToolError>,
+    hooks: &dyn Hooks,
 ) {
-    let observation = observation(output);
-    messages.push(match protocol {
+    let observation = observation(&output);
+    state.messages.push(match protocol {
         Protocol::Native => ChatMessage {
-            tool_call_id: Some(call_id.to_owned()),
+            tool_call_id: Some(call.call_id.clone()),
             ..ChatMessage::text(Role::Tool, observation)
         },
         Protocol::React => ChatMessage::text(Role::User, format!("Observation: {observation}")),
     });
+    let item = Item::ToolCall(CallItem {
+        output: Some(output),
+        ..call
+    });
+    hooks.event(Event::ItemDone(&item));
+    state.run.items.push(item);
 }
 
 /// Takes a call waiting for the client's approval out of the conversation, so that the

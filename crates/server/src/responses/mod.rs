@@ -354,9 +354,9 @@ async fn prepare(
     }
     if let Some(id) = &conversation {
         let newest = crate::conversations::window_items(state);
-        let history =
+        let mut history =
             crate::conversations::history(state, &principal.tenant.id, id, newest).await?;
-        pending.extend(history.pending_approvals.iter().cloned());
+        pending.append(&mut history.pending_approvals);
         messages.extend(history.windowed(state));
     }
     if input.is_empty() && answers.is_empty() && messages.len() == preamble {
